@@ -1,0 +1,15 @@
+/* The test program: one translation unit holding the implementation, so
+ * that tests may also check private kernels against their references. */
+#define TLENS_IMPLEMENTATION
+#include "../tlens.h"
+#define TT_IMPLEMENTATION
+#include "tlens_test.h"
+#include "test_util.h"
+
+#include "test_reference.c"
+
+int main(int argc, char **argv) {
+    if (argc > 1) tt.filter = argv[1];
+    tests_reference();
+    return tt_finish();
+}
