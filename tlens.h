@@ -281,6 +281,29 @@ TLENS_API void tlens_cache_clear(tlens_ctx *ctx);
 TLENS_API const tlens_tensor *tlens_cache_get(const tlens_ctx *ctx,
                                               const char *name);
 
+/* TransformerLens' shorthand for hook names (utils.get_act_name):
+ * ("resid_post", 3, NULL) -> "blocks.3.hook_resid_post",
+ * ("pattern", 0, NULL) -> "blocks.0.attn.hook_pattern",
+ * ("scale", 1, "ln1") -> "blocks.1.ln1.hook_scale"; layer -1 for none.
+ * Writes into out (cap bytes); returns out, or NULL when it does not fit. */
+TLENS_API const char *tlens_act_name(char *out, size_t cap, const char *name,
+                                     int layer, const char *layer_type);
+TLENS_API const tlens_tensor *tlens_cache_act(const tlens_ctx *ctx,
+                                              const char *name, int layer,
+                                              const char *layer_type);
+
+/* ------------------------------------------------------------------------
+ * 2.6 .npy files (not with TLENS_NO_STDIO)
+ * ---------------------------------------------------------------------- */
+/* Write a tensor as float32 .npy in its shape. */
+TLENS_API tlens_result tlens_npy_save(const char *path, const tlens_tensor *t,
+                                      tlens_error *err);
+/* Read a C-order float32/float64/int32/int64 .npy as floats; free the data
+ * with tlens_tensor_free. */
+TLENS_API tlens_result tlens_npy_load(const char *path, tlens_tensor *out,
+                                      tlens_error *err);
+TLENS_API void tlens_tensor_free(tlens_tensor *t);
+
 #ifdef __cplusplus
 }
 #endif
@@ -3190,6 +3213,168 @@ TLENS_DEF const tlens_tensor *tlens_cache_get(const tlens_ctx *ctx, const char *
     return NULL;
 }
 
+
+/* ------------------------------------------------------------------------
+ * 3.12 .npy files (numpy's format), for activations on disk
+ * ---------------------------------------------------------------------- */
+#ifndef TLENS_NO_STDIO
+/* Write t as a little-endian float32 .npy file in t's shape. */
+TLENS_DEF tlens_result tlens_npy_save(const char *path, const tlens_tensor *t, tlens_error *err) {
+    char header[256];
+    tlens__buf b;
+    int d, ok;
+    size_t n = tlens_tensor_numel(t), i;
+    FILE *f = fopen(path, "wb");
+    if (!f) return tlens__fail(err, TLENS_ERR_IO, "cannot create %s", path);
+    b.p = header; b.cap = sizeof header; b.len = 0;
+    tlens__puts(&b, "\x93NUMPY\x01");
+    tlens__putc(&b, '\0');
+    tlens__puts(&b, "xx{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    for (d = 0; d < t->ndim; d++) {
+        tlens__puti(&b, t->shape[d]);
+        if (d + 1 < t->ndim || t->ndim == 1) tlens__putc(&b, ',');
+        if (d + 1 < t->ndim) tlens__putc(&b, ' ');
+    }
+    tlens__puts(&b, "), }");
+    while ((b.len + 1) % 64) tlens__putc(&b, ' ');
+    tlens__putc(&b, '\n');
+    header[8] = (char)((b.len - 10) & 0xff);
+    header[9] = (char)((b.len - 10) >> 8);
+    ok = fwrite(header, 1, b.len, f) == b.len;
+    for (i = 0; ok && i < n; i++) {
+        unsigned char le[4];
+        uint32_t u = tlens__bits_from_f32(t->data[i]);
+        le[0] = (unsigned char)u; le[1] = (unsigned char)(u >> 8); le[2] = (unsigned char)(u >> 16); le[3] = (unsigned char)(u >> 24);
+        ok = fwrite(le, 1, 4, f) == 4;
+    }
+    ok = fclose(f) == 0 && ok;
+    return ok ? TLENS_OK : tlens__fail(err, TLENS_ERR_IO, "cannot write %s", path);
+}
+
+/* Read a C-order .npy of float32, float64, int32 or int64 (either byte
+ * order) into out->data (allocated; free with tlens_tensor_free). */
+TLENS_DEF tlens_result tlens_npy_load(const char *path, tlens_tensor *out, tlens_error *err) {
+    char *d;
+    size_t size, hlen, n = 1, i, width;
+    const char *descr, *shape, *p;
+    int big, kind, nd = 0;
+    tlens_result r;
+    memset(out, 0, sizeof *out);
+    if ((r = tlens__read_file(NULL, path, &d, &size, err))) return r;
+    if (size < 10 || memcmp(d, "\x93NUMPY", 6) != 0) {
+        tlens__free(NULL, d);
+        return tlens__fail(err, TLENS_ERR_FORMAT, "%s: not a .npy file", path);
+    }
+    hlen = (unsigned char)d[8] | ((size_t)(unsigned char)d[9] << 8);
+    if (d[6] >= 2) hlen = tlens__le32((const unsigned char *)d + 8);
+    p = d + (d[6] >= 2 ? 12 : 10);
+    descr = strstr(p, "'descr': '");
+    shape = strstr(p, "'shape': (");
+    if (!descr || !shape || (size_t)(p - d) + hlen > size || strstr(p, "'fortran_order': True")) {
+        tlens__free(NULL, d);
+        return tlens__fail(err, TLENS_ERR_FORMAT, "%s: unsupported .npy header (need C order)", path);
+    }
+    big = descr[10] == '>';
+    kind = descr[11];
+    width = (size_t)(descr[12] - '0');
+    if (!((kind == 'f' && (width == 4 || width == 8)) || (kind == 'i' && (width == 4 || width == 8)))) {
+        tlens__free(NULL, d);
+        return tlens__fail(err, TLENS_ERR_DTYPE, "%s: .npy type must be float32/64 or int32/64", path);
+    }
+    for (shape += 10; *shape && *shape != ')'; ) {
+        long v = 0;
+        while (*shape == ' ' || *shape == ',') shape++;
+        if (*shape == ')') break;
+        if (*shape < '0' || *shape > '9' || nd == TLENS_MAX_DIMS) {
+            tlens__free(NULL, d);
+            return tlens__fail(err, TLENS_ERR_SHAPE, "%s: .npy shape must have 1 to 4 dimensions", path);
+        }
+        while (*shape >= '0' && *shape <= '9' && v < 0x7fffffffL / 10) v = v * 10 + (*shape++ - '0');
+        out->shape[nd++] = (int)v;
+        if (!tlens__mul_ok(n, (size_t)v, &n)) n = (size_t)-1;
+    }
+    out->ndim = nd;
+    p += hlen;
+    if (nd == 0 || n == (size_t)-1 || n > (size - (size_t)(p - d)) / width) {
+        tlens__free(NULL, d);
+        return tlens__fail(err, TLENS_ERR_FORMAT, "%s: .npy data is shorter than its shape", path);
+    }
+    out->data = (float *)tlens__alloc(NULL, n * sizeof(float));
+    if (!out->data) {
+        tlens__free(NULL, d);
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory reading %s", path);
+    }
+    for (i = 0; i < n; i++) {
+        unsigned char e[8];
+        size_t k;
+        for (k = 0; k < width; k++) e[k] = (unsigned char)p[i * width + (big ? width - 1 - k : k)];
+        if (kind == 'f' && width == 4) out->data[i] = tlens__f32_from_bits(tlens__le32(e));
+        else if (kind == 'f') { uint64_t u = tlens__le64(e); double v; memcpy(&v, &u, 8); out->data[i] = (float)v; }
+        else if (width == 4) out->data[i] = (float)(int32_t)tlens__le32(e);
+        else out->data[i] = (float)(int64_t)tlens__le64(e);
+    }
+    tlens__free(NULL, d);
+    return TLENS_OK;
+}
+
+TLENS_DEF void tlens_tensor_free(tlens_tensor *t) {
+    tlens__free(NULL, t->data);
+    t->data = NULL;
+}
+#endif
+
+/* TransformerLens' utils.get_act_name: ("resid_post", 3) ->
+ * "blocks.3.hook_resid_post", ("pattern", 0) -> "blocks.0.attn.hook_pattern",
+ * ("scale", 1, "ln1") -> "blocks.1.ln1.hook_scale", ("scale") ->
+ * "ln_final.hook_scale"; full names pass through. */
+TLENS_DEF const char *tlens_act_name(char *out, size_t cap, const char *name, int layer, const char *layer_type) {
+    static const char *const alias[][2] = {{"attn", "pattern"}, {"attn_logits", "attn_scores"}, {"key", "k"},
+                                           {"query", "q"}, {"value", "v"}, {"mlp_pre", "pre"},
+                                           {"mlp_mid", "mid"}, {"mlp_post", "post"}};
+    static const char *const attn_names[] = {"k", "v", "q", "z", "rot_k", "rot_q", "result", "pattern", "attn_scores"};
+    static const char *const mlp_names[] = {"pre", "post", "mid", "pre_linear"};
+    static const char *const type_alias[][2] = {{"a", "attn"}, {"m", "mlp"}, {"b", ""}, {"block", ""},
+                                                {"blocks", ""}, {"attention", "attn"}};
+    tlens__buf b;
+    size_t i;
+    const char *type = layer_type;
+    b.p = out; b.cap = cap; b.len = 0;
+    if ((strchr(name, '.') || strncmp(name, "hook_", 5) == 0) && layer < 0 && !layer_type) {
+        tlens__puts(&b, name);
+        tlens__putc(&b, '\0');
+        return b.len <= cap ? out : NULL;
+    }
+    for (i = 0; i < sizeof alias / sizeof alias[0]; i++)
+        if (!strcmp(name, alias[i][0])) name = alias[i][1];
+    for (i = 0; i < sizeof attn_names / sizeof *attn_names; i++)
+        if (!strcmp(name, attn_names[i])) type = "attn";
+    for (i = 0; i < sizeof mlp_names / sizeof *mlp_names; i++)
+        if (!strcmp(name, mlp_names[i])) type = "mlp";
+    for (i = 0; type && i < sizeof type_alias / sizeof type_alias[0]; i++)
+        if (!strcmp(type, type_alias[i][0])) type = type_alias[i][1];
+    if ((!strcmp(name, "scale") || !strcmp(name, "normalized")) && layer < 0) tlens__puts(&b, "ln_final.");
+    if (layer >= 0) {
+        tlens__puts(&b, "blocks.");
+        tlens__puti(&b, layer);
+        tlens__putc(&b, '.');
+    }
+    if (type && *type) {
+        tlens__puts(&b, type);
+        tlens__putc(&b, '.');
+    }
+    tlens__puts(&b, "hook_");
+    tlens__puts(&b, name);
+    tlens__putc(&b, '\0');
+    return b.len <= cap ? out : NULL;
+}
+
+/* The cache by TransformerLens' shorthand: tlens_cache_act(ctx, "pattern", 0, NULL). */
+TLENS_DEF const tlens_tensor *tlens_cache_act(const tlens_ctx *ctx, const char *name, int layer,
+                                              const char *layer_type) {
+    char full[128];
+    if (!tlens_act_name(full, sizeof full, name, layer, layer_type)) return NULL;
+    return tlens_cache_get(ctx, full);
+}
 
 #endif /* TLENS_IMPLEMENTATION_DONE */
 #endif /* TLENS_IMPLEMENTATION */

@@ -1,0 +1,246 @@
+/* bench_matmul.c - speed of tlens' matmul kernels on GPT-2 small's shapes.
+ *
+ *   cc -std=c99 -O2 -march=native -fopenmp bench/bench_matmul.c -o build/bench_matmul -lm
+ *   build/bench_matmul [f32|f16|bf16] [decode]
+ *
+ * prints, for each (K, N) of GPT-2 small and M = 1, 16, 128, 1024,
+ *   matmul_gflops M=<M> K=<K> N=<N> <GFLOP/s>      (median of several runs)
+ * and, for M = 1, the weight bytes streamed per second (matvec_gbps).
+ * Then attention's products (gemm_nt_gflops, gemm_nn_gflops; best of
+ * several runs). "decode" instead times one token of GPT-2 small (all 49 weight matrices,
+ * M = 1, 500 MB in f32: more than the caches hold) and prints ms per token.
+ *
+ * With -DTLENS_BENCH_OPENBLAS (and -lopenblas) the same products also run
+ * through cblas_sgemm (f32, row-major weights) and print
+ *   openblas_gflops M=<M> K=<K> N=<N> <GFLOP/s>
+ *   ratio M=<M> K=<K> N=<N> <tlens / openblas>
+ * OpenBLAS is only the yardstick here; tlens never depends on it.
+ * Until the kernels are spliced into tlens.h, add -DTLENS_MM_WIP to take
+ * them from wip/mm_impl.h. */
+#define _POSIX_C_SOURCE 199309L
+#ifdef TLENS_MM_WIP
+#include "../wip/mm_wip.h"
+#else
+#define TLENS_IMPLEMENTATION
+#include "../tlens.h"
+#endif
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef TLENS_BENCH_OPENBLAS
+#include <cblas.h>
+#endif
+
+static double bench_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static float *bench_random(size_t n) {
+    float *p = (float *)malloc(n * sizeof(float));
+    unsigned s = 1u;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        s = s * 1664525u + 1013904223u;
+        p[i] = (float)(s >> 8) * (2.0f / 16777216.0f) - 1.0f;
+    }
+    return p;
+}
+
+static int bench_cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* What one timed call runs. */
+typedef struct bench_case {
+    int M, K, N;
+    const float *a, *w_rowmajor, *bias;
+    tlens__mat w;
+    float *out;
+} bench_case;
+
+static void bench_run_tlens(const bench_case *c) {
+    tlens__matmul(c->out, c->a, &c->w, c->bias, c->M);
+}
+
+#ifdef TLENS_BENCH_OPENBLAS
+static void bench_run_openblas(const bench_case *c) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->M, c->N, c->K, 1.0f, c->a, c->K,
+                c->w_rowmajor, c->N, 0.0f, c->out, c->N);
+}
+#endif
+
+/* Median seconds per call: samples of enough calls to last >= 10 ms, at
+ * least 3 samples and about 0.25 s in all. */
+static double bench_time(void (*run)(const bench_case *), const bench_case *c) {
+    double samples[15], t0, per_call;
+    int calls = 1, n = 0, i;
+    run(c); /* warm up */
+    t0 = bench_now();
+    run(c);
+    per_call = bench_now() - t0;
+    if (per_call < 0.01) calls = (int)(0.01 / (per_call + 1e-9)) + 1;
+    while (n < 15 && (n < 3 || n * calls * per_call < 0.25)) {
+        t0 = bench_now();
+        for (i = 0; i < calls; i++) run(c);
+        samples[n++] = (bench_now() - t0) / calls;
+    }
+    qsort(samples, (size_t)n, sizeof samples[0], bench_cmp);
+    return samples[n / 2];
+}
+
+/* Attention for one head of GPT-2 small at 1024 positions: scores = q k^T
+ * (M x N, K = d_head = 64), z = pattern v (M x 64, K = positions); and the
+ * same for one new token (M = 1). As whole squares: the causal blocks that
+ * tlens passes are smaller. */
+static void bench_attention(void) {
+    static const int shapes[2][3] = {{1024, 1024, 64}, {1, 1024, 64}}; /* M, N (positions), d_head */
+    int s, rep;
+    for (s = 0; s < 2; s++) {
+        int M = shapes[s][0], T = shapes[s][1], D = shapes[s][2];
+        float *q = bench_random((size_t)M * (size_t)D), *kv = bench_random((size_t)T * (size_t)D);
+        float *p = bench_random((size_t)M * (size_t)T), *c = (float *)malloc((size_t)M * (size_t)T * sizeof(float));
+        double best_nt = 1e9, best_nn = 1e9, t0, flops = 2.0 * M * T * D;
+        int reps = M == 1 ? 2000 : 10;
+        for (rep = 0; rep < reps; rep++) {
+            t0 = bench_now();
+            tlens__gemm_nt(c, T, q, D, kv, D, M, T, D, 0.125f);
+            t0 = bench_now() - t0;
+            if (t0 < best_nt) best_nt = t0;
+            t0 = bench_now();
+            tlens__gemm_nn(c, D, p, T, kv, D, M, D, T);
+            t0 = bench_now() - t0;
+            if (t0 < best_nn) best_nn = t0;
+        }
+        printf("gemm_nt_gflops M=%d N=%d K=%d %.1f\n", M, T, D, flops / best_nt / 1e9);
+        printf("gemm_nn_gflops M=%d N=%d K=%d %.1f\n", M, D, T, flops / best_nn / 1e9);
+        free(q);
+        free(kv);
+        free(p);
+        free(c);
+    }
+}
+
+static const int bench_shapes[5][2] = {{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}, {768, 50257}};
+static const int bench_ms[4] = {1, 16, 128, 1024};
+
+/* One token of GPT-2 small decoded with a key/value cache: every weight
+ * matrix once with M = 1, each its own memory. */
+static void bench_decode(tlens_dtype dt) {
+    enum { LAYERS = 12, MATS = LAYERS * 4 + 1 };
+    tlens__mat mats[MATS];
+    float *x = bench_random(3072), *y = (float *)malloc(50257 * sizeof(float));
+    double bytes = 0, best = 1e9, t0;
+    int i, rep;
+    for (i = 0; i < MATS; i++) {
+        int s = i == MATS - 1 ? 4 : i % 4;
+        int K = bench_shapes[s][0], N = bench_shapes[s][1];
+        float *w = bench_random((size_t)K * (size_t)N);
+        size_t size = tlens__mat_bytes(K, N, dt);
+        void *data = malloc(size);
+        tlens__mat_pack(data, w, K, N, dt);
+        free(w);
+        mats[i].data = data;
+        mats[i].K = K;
+        mats[i].N = N;
+        mats[i].dtype = dt;
+        bytes += (double)size;
+    }
+    for (rep = 0; rep < 12; rep++) {
+        t0 = bench_now();
+        for (i = 0; i < MATS; i++) tlens__matmul(y, x, &mats[i], NULL, 1);
+        t0 = bench_now() - t0;
+        if (rep > 1 && t0 < best) best = t0;
+    }
+    printf("decode_ms_per_token %.2f (weights %.0f MB, %.1f GB/s, %.0f tokens/s)\n", best * 1e3,
+           bytes / 1e6, bytes / best / 1e9, 1.0 / best);
+    for (i = 0; i < MATS; i++) free((void *)mats[i].data);
+    free(x);
+    free(y);
+}
+
+int main(int argc, char **argv) {
+    tlens_dtype dt = TLENS_F32;
+    double ours[5][4];
+    int s, m, i, decode = 0;
+    for (i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "f16")) dt = TLENS_F16;
+        else if (!strcmp(argv[i], "bf16")) dt = TLENS_BF16;
+        else if (!strcmp(argv[i], "decode")) decode = 1;
+    }
+    printf("# matmul kernels: %s, weights %s\n", TLENS__ISA_NAME,
+           dt == TLENS_F32 ? "f32" : dt == TLENS_F16 ? "f16" : "bf16");
+    if (decode) {
+        bench_decode(dt);
+        return 0;
+    }
+    for (s = 0; s < 5; s++) {
+        bench_case c;
+        float *w;
+        void *packed;
+        c.K = bench_shapes[s][0];
+        c.N = bench_shapes[s][1];
+        w = bench_random((size_t)c.K * (size_t)c.N);
+        packed = malloc(tlens__mat_bytes(c.K, c.N, dt));
+        tlens__mat_pack(packed, w, c.K, c.N, dt);
+        c.w.data = packed;
+        c.w.K = c.K;
+        c.w.N = c.N;
+        c.w.dtype = dt;
+        c.w_rowmajor = w;
+        c.bias = NULL;
+        for (m = 0; m < 4; m++) {
+            double secs, flops;
+            float *a;
+            c.M = bench_ms[m];
+            a = bench_random((size_t)c.M * (size_t)c.K);
+            c.a = a;
+            c.out = (float *)malloc((size_t)c.M * (size_t)c.N * sizeof(float));
+            secs = bench_time(bench_run_tlens, &c);
+            flops = 2.0 * c.M * c.K * c.N;
+            ours[s][m] = flops / secs / 1e9;
+            printf("matmul_gflops M=%d K=%d N=%d %.1f\n", c.M, c.K, c.N, ours[s][m]);
+            if (c.M == 1)
+                printf("matvec_gbps K=%d N=%d %.1f\n", c.K, c.N,
+                       (double)tlens__mat_bytes(c.K, c.N, dt) / secs / 1e9);
+            fflush(stdout);
+            free(a);
+            free(c.out);
+        }
+        free(packed);
+        free(w);
+    }
+    bench_attention();
+#ifdef TLENS_BENCH_OPENBLAS
+    /* After all of tlens' runs, so that neither library's idle threads
+     * (which spin for a while after a call) slow the other down. */
+    for (s = 0; s < 5; s++) {
+        bench_case c;
+        float *w;
+        c.K = bench_shapes[s][0];
+        c.N = bench_shapes[s][1];
+        w = bench_random((size_t)c.K * (size_t)c.N);
+        c.w_rowmajor = w;
+        for (m = 0; m < 4; m++) {
+            double secs, gflops;
+            float *a;
+            c.M = bench_ms[m];
+            a = bench_random((size_t)c.M * (size_t)c.K);
+            c.a = a;
+            c.out = (float *)malloc((size_t)c.M * (size_t)c.N * sizeof(float));
+            secs = bench_time(bench_run_openblas, &c);
+            gflops = 2.0 * c.M * c.K * c.N / secs / 1e9;
+            printf("openblas_gflops M=%d K=%d N=%d %.1f\n", c.M, c.K, c.N, gflops);
+            printf("ratio M=%d K=%d N=%d %.2f\n", c.M, c.K, c.N, ours[s][m] / gflops);
+            fflush(stdout);
+            free(a);
+            free(c.out);
+        }
+        free(w);
+    }
+#endif
+    return 0;
+}

@@ -1,0 +1,260 @@
+/* tlens - the command-line tool.
+ *
+ *   tlens run MODEL (--prompt TEXT | --tokens "1 2 3;4 5 6" | --tokens-npy FILE)
+ *             [--raw] [--no-fold-ln] [--no-center-writing-weights]
+ *             [--no-center-unembed] [--no-fold-value-biases] [--f16|--bf16]
+ *             [--optional-hooks] [--cache GLOB]... [--npy DIR] [--top K]
+ *   tlens hooks MODEL [--optional-hooks]
+ *
+ * MODEL is a Hugging Face GPT-2 folder or a .tlens file. Every error ends
+ * the program with status 1 and one line on stderr naming the problem.
+ */
+#define TLENS_IMPLEMENTATION
+#include "tlens.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/stat.h>
+#include <sys/types.h>
+#define TLENS_CLI_MKDIR(dir) mkdir(dir, 0777)
+#else
+#define TLENS_CLI_MKDIR(dir) ((void)(dir), 0)
+#endif
+
+#define MAX_GLOBS 64
+
+typedef struct cli {
+    const char *model_path;
+    const char *prompt, *tokens_text, *tokens_npy, *npy_dir;
+    const char *globs[MAX_GLOBS];
+    int n_globs, top, optional_hooks, no_bos;
+    tlens_load_options load;
+} cli;
+
+static int die(const char *fmt, const char *arg) {
+    fprintf(stderr, "tlens: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    return 1;
+}
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: tlens run MODEL (--prompt TEXT | --tokens \"1 2 3;4 5 6\" | --tokens-npy FILE)\n"
+            "                 [--raw] [--no-fold-ln] [--no-center-writing-weights] [--no-center-unembed]\n"
+            "                 [--no-fold-value-biases] [--f16|--bf16] [--optional-hooks]\n"
+            "                 [--cache GLOB]... [--npy DIR] [--top K]\n"
+            "       tlens hooks MODEL [--optional-hooks]\n");
+}
+
+/* Options shared by the commands; returns 0 for an unknown option. */
+static int parse_common(cli *c, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    const char *next = *i + 1 < argc ? argv[*i + 1] : NULL;
+#define NEEDS_VALUE() do { if (!next) return -1; (*i)++; } while (0)
+    if (!strcmp(a, "--raw")) c->load.raw = 1;
+    else if (!strcmp(a, "--no-fold-ln")) c->load.no_fold_ln = 1;
+    else if (!strcmp(a, "--no-center-writing-weights")) c->load.no_center_writing_weights = 1;
+    else if (!strcmp(a, "--no-center-unembed")) c->load.no_center_unembed = 1;
+    else if (!strcmp(a, "--no-fold-value-biases")) c->load.no_fold_value_biases = 1;
+    else if (!strcmp(a, "--f16")) c->load.weight_dtype = TLENS_F16;
+    else if (!strcmp(a, "--bf16")) c->load.weight_dtype = TLENS_BF16;
+    else if (!strcmp(a, "--optional-hooks")) c->optional_hooks = 1;
+    else if (!strcmp(a, "--no-bos")) c->no_bos = 1;
+    else if (!strcmp(a, "--prompt")) { NEEDS_VALUE(); c->prompt = next; }
+    else if (!strcmp(a, "--tokens")) { NEEDS_VALUE(); c->tokens_text = next; }
+    else if (!strcmp(a, "--tokens-npy")) { NEEDS_VALUE(); c->tokens_npy = next; }
+    else if (!strcmp(a, "--npy")) { NEEDS_VALUE(); c->npy_dir = next; }
+    else if (!strcmp(a, "--top")) { NEEDS_VALUE(); c->top = atoi(next); }
+    else if (!strcmp(a, "--cache")) {
+        NEEDS_VALUE();
+        if (c->n_globs == MAX_GLOBS) return -1;
+        c->globs[c->n_globs++] = next;
+    } else return 0;
+#undef NEEDS_VALUE
+    return 1;
+}
+
+static int parse_args(cli *c, int argc, char **argv) {
+    int i;
+    memset(c, 0, sizeof *c);
+    for (i = 2; i < argc; i++) {
+        int r = parse_common(c, argc, argv, &i);
+        if (r < 0) return die("option %s needs a value", argv[i]);
+        if (r > 0) continue;
+        if (argv[i][0] == '-') return die("unknown option %s", argv[i]);
+        if (c->model_path) return die("unexpected argument %s", argv[i]);
+        c->model_path = argv[i];
+    }
+    if (!c->model_path) return die("%s", "no MODEL given");
+    return 0;
+}
+
+/* "1 2 3;4 5 6" -> rows of equal length. */
+static int parse_tokens(const char *text, int32_t **out, int *rows, int *cols) {
+    size_t cap = strlen(text) / 2 + 2, n = 0;
+    int32_t *ids = (int32_t *)malloc(cap * sizeof *ids);
+    int r = 1, in_row = 0, row_len = 0;
+    const char *p = text;
+    *cols = -1;
+    if (!ids) return die("%s", "out of memory");
+    while (*p) {
+        char *end;
+        long v;
+        if (*p == ' ' || *p == ',' || *p == '\t') { p++; continue; }
+        if (*p == ';') {
+            if (*cols >= 0 && row_len != *cols) { free(ids); return die("%s", "--tokens rows must have equal lengths"); }
+            *cols = row_len;
+            row_len = 0;
+            r++;
+            p++;
+            continue;
+        }
+        v = strtol(p, &end, 10);
+        if (end == p) { free(ids); return die("bad token list: %s", text); }
+        if (n == cap) { free(ids); return die("%s", "bad token list"); }
+        ids[n++] = (int32_t)v;
+        row_len++;
+        in_row = 1;
+        p = end;
+    }
+    (void)in_row;
+    if (*cols >= 0 && row_len != *cols) { free(ids); return die("%s", "--tokens rows must have equal lengths"); }
+    *cols = row_len;
+    *rows = r;
+    *out = ids;
+    return 0;
+}
+
+static int read_tokens_npy(const char *path, int32_t **out, int *rows, int *cols) {
+    tlens_tensor t;
+    tlens_error err;
+    size_t i, n;
+    if (tlens_npy_load(path, &t, &err) != TLENS_OK) return die("%s", err.message);
+    if (t.ndim == 1) { t.shape[1] = t.shape[0]; t.shape[0] = 1; t.ndim = 2; }
+    if (t.ndim != 2) { tlens_tensor_free(&t); return die("%s: tokens must be [batch, pos]", path); }
+    *rows = t.shape[0];
+    *cols = t.shape[1];
+    n = (size_t)*rows * (size_t)*cols;
+    *out = (int32_t *)malloc((n ? n : 1) * sizeof **out);
+    for (i = 0; i < n; i++) (*out)[i] = (int32_t)t.data[i];
+    tlens_tensor_free(&t);
+    return 0;
+}
+
+static int get_tokens(const cli *c, const tlens_model *model, int32_t **ids, int *rows, int *cols) {
+    if (c->tokens_text) return parse_tokens(c->tokens_text, ids, rows, cols);
+    if (c->tokens_npy) return read_tokens_npy(c->tokens_npy, ids, rows, cols);
+    if (c->prompt) {
+        (void)model;
+        return die("%s", "--prompt needs a tokenizer, which this build does not have yet");
+    }
+    return die("%s", "give --prompt, --tokens or --tokens-npy");
+}
+
+/* "blocks.0.hook_x" -> DIR/blocks.0.hook_x.npy */
+static int write_npy(const char *dir, const char *name, const tlens_tensor *t) {
+    char path[1024];
+    tlens_error err;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s.npy", dir, name) >= sizeof path) return die("%s", "path too long");
+    if (tlens_npy_save(path, t, &err) != TLENS_OK) return die("%s", err.message);
+    return 0;
+}
+
+static void print_top(const tlens_tensor *logits, int top) {
+    int V = logits->shape[2], b, i, k;
+    for (b = 0; b < logits->shape[0]; b++) {
+        const float *row = logits->data + ((size_t)b * (size_t)logits->shape[1] + (size_t)logits->shape[1] - 1) * (size_t)V;
+        double mx = -INFINITY, sum = 0;
+        char *taken = (char *)calloc((size_t)V, 1);
+        for (i = 0; i < V; i++) if (row[i] > mx) mx = row[i];
+        for (i = 0; i < V; i++) sum += exp(row[i] - mx);
+        if (logits->shape[0] > 1) printf("batch %d:\n", b);
+        for (k = 0; k < top && k < V; k++) {
+            int best = -1;
+            for (i = 0; i < V; i++)
+                if (!taken[i] && (best < 0 || row[i] > row[best])) best = i;
+            taken[best] = 1;
+            printf("%2d  %6d  %.6f  logit %.4f\n", k + 1, best, exp(row[best] - mx) / sum, row[best]);
+        }
+        free(taken);
+    }
+}
+
+static int cmd_run(int argc, char **argv) {
+    cli c;
+    tlens_model *model;
+    tlens_ctx *ctx;
+    tlens_error err;
+    int32_t *ids = NULL;
+    int rows = 0, cols = 0, i, status = 0;
+    if (parse_args(&c, argc, argv)) return 1;
+    if (tlens_load(&model, c.model_path, &c.load, &err) != TLENS_OK) return die("%s", err.message);
+    if (get_tokens(&c, model, &ids, &rows, &cols)) { tlens_free(model); return 1; }
+    if (tlens_ctx_new(&ctx, model, &err) != TLENS_OK) { tlens_free(model); return die("%s", err.message); }
+    tlens_set_optional_hooks(ctx, c.optional_hooks);
+    for (i = 0; i < c.n_globs; i++) tlens_cache_select(ctx, c.globs[i]);
+    if (tlens_run(ctx, ids, rows, cols, &err) != TLENS_OK) {
+        status = die("%s", err.message);
+    } else {
+        const tlens_tensor *logits = tlens_logits(ctx);
+        if (c.npy_dir) {
+            TLENS_CLI_MKDIR(c.npy_dir);
+            status = write_npy(c.npy_dir, "logits", logits);
+            for (i = 0; !status && i < tlens_hook_count(ctx); i++) {
+                const tlens_tensor *t = tlens_cache_get(ctx, tlens_hook_name(ctx, i));
+                if (t) status = write_npy(c.npy_dir, tlens_hook_name(ctx, i), t);
+            }
+        }
+        if (!status) {
+            printf("logits [%d, %d, %d]\n", logits->shape[0], logits->shape[1], logits->shape[2]);
+            if (c.top > 0) print_top(logits, c.top);
+        }
+    }
+    free(ids);
+    tlens_ctx_free(ctx);
+    tlens_free(model);
+    return status;
+}
+
+static int cmd_hooks(int argc, char **argv) {
+    cli c;
+    tlens_model *model;
+    tlens_ctx *ctx;
+    tlens_error err;
+    int32_t token = 0;
+    int i, status = 0;
+    if (parse_args(&c, argc, argv)) return 1;
+    c.load.no_tokenizer = 1;
+    if (tlens_load(&model, c.model_path, &c.load, &err) != TLENS_OK) return die("%s", err.message);
+    if (tlens_ctx_new(&ctx, model, &err) != TLENS_OK) { tlens_free(model); return die("%s", err.message); }
+    tlens_set_optional_hooks(ctx, c.optional_hooks);
+    tlens_cache_select(ctx, "*");
+    if (tlens_run(ctx, &token, 1, 1, &err) != TLENS_OK) {
+        status = die("%s", err.message);
+    } else {
+        for (i = 0; i < tlens_hook_count(ctx); i++) {
+            const char *name = tlens_hook_name(ctx, i);
+            const tlens_tensor *t = tlens_cache_get(ctx, name);
+            int d;
+            printf("%s [", name);
+            for (d = 0; t && d < t->ndim; d++) printf("%s%d", d ? ", " : "", t->shape[d]);
+            printf("]\n");
+        }
+    }
+    tlens_ctx_free(ctx);
+    tlens_free(model);
+    return status;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(); return 1; }
+    if (!strcmp(argv[1], "run")) return cmd_run(argc, argv);
+    if (!strcmp(argv[1], "hooks")) return cmd_hooks(argc, argv);
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(); return 0; }
+    usage();
+    return die("unknown command %s", argv[1]);
+}
