@@ -252,6 +252,26 @@ TLENS_API void tlens_set_optional_hooks(tlens_ctx *ctx, int on);
 /* Run tokens [batch, pos] (every id < d_vocab, 1 <= pos <= n_ctx). */
 TLENS_API tlens_result tlens_run(tlens_ctx *ctx, const int32_t *tokens,
                                  int batch, int pos, tlens_error *err);
+/* More ways to run (a zero-initialised struct is tlens_run):
+ * attention_mask [batch, pos]: 1 for real tokens, 0 for padding; left-pad
+ *   prompts of different lengths, as TransformerLens does: padding is never
+ *   attended to and positions count from each prompt's first real token.
+ * use_kv_cache: keep every layer's keys and values, and continue the
+ *   sequences of the previous cached runs (positions go on from there);
+ *   tlens_kv_reset starts afresh. Hooks see only this run's positions;
+ *   hook_attn_scores / hook_pattern are [batch, head, pos, cached + pos]. */
+typedef struct tlens_run_options {
+    const int32_t *attention_mask;
+    int use_kv_cache;
+} tlens_run_options;
+
+TLENS_API tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens,
+                                    int batch, int pos,
+                                    const tlens_run_options *opt,
+                                    tlens_error *err);
+TLENS_API void tlens_kv_reset(tlens_ctx *ctx);
+TLENS_API int tlens_kv_length(const tlens_ctx *ctx);
+
 /* The logits of the last run: [batch, pos, d_vocab]. */
 TLENS_API const tlens_tensor *tlens_logits(const tlens_ctx *ctx);
 
@@ -2507,7 +2527,14 @@ struct tlens_ctx {
     float *qkv, *q, *k, *v, *att, *z, *result, *attn_out;
     float *mlp_pre, *mlp_post, *mlp_out, *logits;
     int32_t *tokens;        /* ids after an edit at hook_tokens */
+    int *positions;         /* (B, T) position of each token */
     tlens_tensor logits_tensor;
+    /* the key/value cache: (n_layers, B, kv_cap, D) each */
+    int kv_on, kv_len, kv_cap, kv_batch;
+    float *kv_k, *kv_v;
+    unsigned char *key_mask;/* (B, mask_stride): 0 for padding; NULL: all real */
+    int mask_stride;
+    unsigned char *mask_buf;
 };
 
 /* Shell-style glob: '*' matches any run of characters (dots too), '?' one. */
@@ -2745,8 +2772,8 @@ static void tlens__softmax(float *row, int n) {
 static size_t tlens__area_layout(tlens_ctx *ctx, int B, int T, float *base) {
     const tlens_config *c = &ctx->m->cfg;
     size_t BT = (size_t)B * (size_t)T, D = (size_t)c->d_model, off = 0;
-    size_t att = ctx->any_attn_materialized ? (size_t)B * (size_t)c->n_heads * (size_t)T * (size_t)T
-                                            : (size_t)T * (size_t)T;
+    size_t NS = (size_t)ctx->kv_len + (size_t)T;
+    size_t att = ctx->any_attn_materialized ? (size_t)B * (size_t)c->n_heads * (size_t)T * NS : (size_t)T * NS;
     size_t heads_copy = ctx->optional_hooks ? BT * (size_t)c->n_heads * D : BT * D;
 #define TLENS__PLACE(ptr, n) do { if (base) ctx->ptr = base + off; off += ((n) + 15u) & ~(size_t)15u; } while (0)
     TLENS__PLACE(embed, BT * D);
@@ -2770,6 +2797,8 @@ static size_t tlens__area_layout(tlens_ctx *ctx, int B, int T, float *base) {
     TLENS__PLACE(logits, BT * (size_t)c->d_vocab);
     if (base) ctx->tokens = (int32_t *)(void *)(base + off);
     off += (BT * sizeof(int32_t) / sizeof(float) + 15u) & ~(size_t)15u;
+    if (base) ctx->positions = (int *)(void *)(base + off);
+    off += (BT * sizeof(int) / sizeof(float) + 15u) & ~(size_t)15u;
 #undef TLENS__PLACE
     return off;
 }
@@ -2805,7 +2834,8 @@ static int tlens__embed(tlens_ctx *ctx, const int32_t *tokens) {
             int32_t tok = tokens[row];
             if (m->W_E) tlens__decode_rows(e, m->W_E, (size_t)tok * (size_t)D, (size_t)D, m->wdtype);
             else tlens__mat_column(&m->W_U, tok, e);
-            memcpy(ctx->pos_embed + row * (size_t)D, m->W_pos + (size_t)t * (size_t)D, (size_t)D * sizeof(float));
+            memcpy(ctx->pos_embed + row * (size_t)D, m->W_pos + (size_t)ctx->positions[row] * (size_t)D,
+                   (size_t)D * sizeof(float));
         }
     TLENS__HOOK(ctx, TLENS__HP_EMBED, ctx->embed, 3, B, T, D, 0);
     TLENS__HOOK(ctx, TLENS__HP_POS_EMBED, ctx->pos_embed, 3, B, T, D, 0);
@@ -2835,38 +2865,57 @@ static void tlens__repeat_heads(float *dst, const float *x, int BT, int H, int D
                    (size_t)D * sizeof(float));
 }
 
-/* Attention scores of one (batch, head): S[i][j] = q_i . k_j / attn_scale
- * for j <= i, -inf for the future (j > i) when `full`, else left unset. */
-static void tlens__attn_scores(const tlens_ctx *ctx, int b, int h, float *S, float inv_scale, int full) {
+/* The keys of layer l: with a key/value cache they live in the cache
+ * (B, n_kv, D), after the positions of earlier runs; without one they are
+ * this run's k and v. */
+static float *tlens__keys(const tlens_ctx *ctx, int l, int b) {
+    size_t D = (size_t)ctx->m->cfg.d_model;
+    if (ctx->kv_on) return ctx->kv_k + ((size_t)l * (size_t)ctx->B + (size_t)b) * (size_t)ctx->kv_cap * D;
+    return ctx->k + (size_t)b * (size_t)ctx->T * D;
+}
+
+static float *tlens__values(const tlens_ctx *ctx, int l, int b) {
+    size_t D = (size_t)ctx->m->cfg.d_model;
+    if (ctx->kv_on) return ctx->kv_v + ((size_t)l * (size_t)ctx->B + (size_t)b) * (size_t)ctx->kv_cap * D;
+    return ctx->v + (size_t)b * (size_t)ctx->T * D;
+}
+
+/* Attention scores of one (batch, head), a (T, S) block for T queries at
+ * positions P..P+T-1 over S = P + T keys: S[i][j] = q_i . k_j / attn_scale
+ * where key j is visible (j <= P + i and not padding), -inf elsewhere.
+ * Unless `full`, entries right of the diagonal are left unset. */
+static void tlens__attn_scores(const tlens_ctx *ctx, int l, int b, int h, float *S, float inv_scale, int full) {
     const tlens_config *c = &ctx->m->cfg;
-    int T = ctx->T, D = c->d_model, dh = c->d_head, i, j, d;
+    int T = ctx->T, P = ctx->kv_len, NS = P + T, D = c->d_model, dh = c->d_head, i, j, d;
     const float *q = ctx->q + (size_t)b * (size_t)T * (size_t)D + (size_t)h * (size_t)dh;
-    const float *k = ctx->k + (size_t)b * (size_t)T * (size_t)D + (size_t)h * (size_t)dh;
+    const float *k = tlens__keys(ctx, l, b) + (size_t)h * (size_t)dh;
+    const unsigned char *visible = ctx->key_mask ? ctx->key_mask + (size_t)b * (size_t)ctx->mask_stride : NULL;
     for (i = 0; i < T; i++) {
         const float *qi = q + (size_t)i * (size_t)D;
-        float *row = S + (size_t)i * (size_t)T;
-        for (j = 0; j <= i; j++) {
+        float *row = S + (size_t)i * (size_t)NS;
+        for (j = 0; j <= P + i; j++) {
             const float *kj = k + (size_t)j * (size_t)D;
             float s = 0;
+            if (visible && !visible[j]) { row[j] = -INFINITY; continue; }
             for (d = 0; d < dh; d++) s += qi[d] * kj[d];
             row[j] = s * inv_scale;
         }
-        if (full) for (j = i + 1; j < T; j++) row[j] = -INFINITY;
+        if (full) for (j = P + i + 1; j < NS; j++) row[j] = -INFINITY;
     }
 }
 
-/* z[b, i, h, :] = sum_j P[i][j] v[b, j, h, :], over j <= i unless `full`
- * (a hook may have put weight on future positions; TransformerLens would
- * use it). */
-static void tlens__attn_z(tlens_ctx *ctx, int b, int h, const float *P, int full) {
+/* z[b, i, h, :] = sum_j P[i][j] v[b, j, h, :] over the visible keys, or
+ * over all S keys when `full` (a hook may have put weight on the future;
+ * TransformerLens would use it). */
+static void tlens__attn_z(tlens_ctx *ctx, int l, int b, int h, const float *Pm, int full) {
     const tlens_config *c = &ctx->m->cfg;
-    int T = ctx->T, D = c->d_model, dh = c->d_head, i, j, d;
-    const float *v = ctx->v + (size_t)b * (size_t)T * (size_t)D + (size_t)h * (size_t)dh;
+    int T = ctx->T, P = ctx->kv_len, NS = P + T, D = c->d_model, dh = c->d_head, i, j, d;
+    const float *v = tlens__values(ctx, l, b) + (size_t)h * (size_t)dh;
     float *z = ctx->z + (size_t)b * (size_t)T * (size_t)D + (size_t)h * (size_t)dh;
     for (i = 0; i < T; i++) {
-        const float *row = P + (size_t)i * (size_t)T;
+        const float *row = Pm + (size_t)i * (size_t)NS;
         float *zi = z + (size_t)i * (size_t)D;
-        int n = full ? T : i + 1;
+        int n = full ? NS : P + i + 1;
         for (d = 0; d < dh; d++) zi[d] = 0;
         for (j = 0; j < n; j++) {
             const float *vj = v + (size_t)j * (size_t)D;
@@ -2878,33 +2927,44 @@ static void tlens__attn_z(tlens_ctx *ctx, int b, int h, const float *P, int full
 }
 
 /* 3. Attention of layer l on q, k, v into z. When a hook or the cache
- * wants the scores or the pattern, the whole (B, H, T, T) tensor is made;
- * otherwise one (T, T) block at a time, only its causal half. */
+ * wants the scores or the pattern, the whole (B, H, T, S) tensor is made;
+ * otherwise one (T, S) block at a time, only its causal part. */
 static int tlens__attention(tlens_ctx *ctx, int l) {
     const tlens_config *c = &ctx->m->cfg;
-    int B = ctx->B, T = ctx->T, H = c->n_heads, b, h, i;
+    int B = ctx->B, T = ctx->T, NS = ctx->kv_len + ctx->T, H = c->n_heads, b, h, i;
     int p_scores = tlens__block_point(ctx, l, TLENS__HP_ATTN_SCORES);
     int full = ctx->points[p_scores].active || ctx->points[p_scores + 1].active;
     float attn_scale = sqrtf((float)c->d_head) * (c->scale_attn_by_inverse_layer_idx ? (float)(l + 1) : 1.0f);
     float inv_scale = 1.0f / attn_scale;
-    size_t TT = (size_t)T * (size_t)T;
+    size_t block = (size_t)T * (size_t)NS;
     if (!full) {
         for (b = 0; b < B; b++)
             for (h = 0; h < H; h++) {
-                tlens__attn_scores(ctx, b, h, ctx->att, inv_scale, 0);
-                for (i = 0; i < T; i++) tlens__softmax(ctx->att + (size_t)i * (size_t)T, i + 1);
-                tlens__attn_z(ctx, b, h, ctx->att, 0);
+                tlens__attn_scores(ctx, l, b, h, ctx->att, inv_scale, 0);
+                for (i = 0; i < T; i++) tlens__softmax(ctx->att + (size_t)i * (size_t)NS, ctx->kv_len + i + 1);
+                tlens__attn_z(ctx, l, b, h, ctx->att, 0);
             }
         return 0;
     }
     for (b = 0; b < B; b++)
-        for (h = 0; h < H; h++) tlens__attn_scores(ctx, b, h, ctx->att + ((size_t)b * (size_t)H + (size_t)h) * TT, inv_scale, 1);
-    TLENS__HOOK(ctx, p_scores, ctx->att, 4, B, H, T, T);
-    for (i = 0; i < B * H * T; i++) tlens__softmax(ctx->att + (size_t)i * (size_t)T, T);
-    TLENS__HOOK(ctx, p_scores + 1, ctx->att, 4, B, H, T, T);
+        for (h = 0; h < H; h++)
+            tlens__attn_scores(ctx, l, b, h, ctx->att + ((size_t)b * (size_t)H + (size_t)h) * block, inv_scale, 1);
+    TLENS__HOOK(ctx, p_scores, ctx->att, 4, B, H, T, NS);
+    for (i = 0; i < B * H * T; i++) tlens__softmax(ctx->att + (size_t)i * (size_t)NS, NS);
+    TLENS__HOOK(ctx, p_scores + 1, ctx->att, 4, B, H, T, NS);
     for (b = 0; b < B; b++)
-        for (h = 0; h < H; h++) tlens__attn_z(ctx, b, h, ctx->att + ((size_t)b * (size_t)H + (size_t)h) * TT, 1);
+        for (h = 0; h < H; h++) tlens__attn_z(ctx, l, b, h, ctx->att + ((size_t)b * (size_t)H + (size_t)h) * block, 1);
     return 0;
+}
+
+/* Append this run's keys and values of layer l to the cache. */
+static void tlens__kv_append(tlens_ctx *ctx, int l) {
+    size_t D = (size_t)ctx->m->cfg.d_model, T = (size_t)ctx->T;
+    int b;
+    for (b = 0; b < ctx->B; b++) {
+        memcpy(tlens__keys(ctx, l, b) + (size_t)ctx->kv_len * D, ctx->k + (size_t)b * T * D, T * D * sizeof(float));
+        memcpy(tlens__values(ctx, l, b) + (size_t)ctx->kv_len * D, ctx->v + (size_t)b * T * D, T * D * sizeof(float));
+    }
 }
 
 /* hook_result [b, p, h, D]: each head's z through its rows of W_O, without
@@ -2951,6 +3011,7 @@ static int tlens__block_forward(tlens_ctx *ctx, int l) {
     TLENS__HOOK(ctx, p + TLENS__HP_Q, ctx->q, 4, B, T, H, m->cfg.d_head);
     TLENS__HOOK(ctx, p + TLENS__HP_K, ctx->k, 4, B, T, H, m->cfg.d_head);
     TLENS__HOOK(ctx, p + TLENS__HP_V, ctx->v, 4, B, T, H, m->cfg.d_head);
+    if (ctx->kv_on) tlens__kv_append(ctx, l);
     /* 3. attention */
     if ((r = tlens__attention(ctx, l))) return r;
     TLENS__HOOK(ctx, p + TLENS__HP_Z, ctx->z, 4, B, T, H, m->cfg.d_head);
@@ -3054,6 +3115,9 @@ TLENS_DEF void tlens_ctx_free(tlens_ctx *ctx) {
     tlens__free(ctx->alloc, ctx->sel);
     tlens__free(ctx->alloc, ctx->point_hooks);
     tlens__free(ctx->alloc, ctx->area);
+    tlens__free(ctx->alloc, ctx->kv_k);
+    tlens__free(ctx->alloc, ctx->kv_v);
+    tlens__free(ctx->alloc, ctx->mask_buf);
     tlens__free(ctx->alloc, ctx);
 }
 
@@ -3078,18 +3142,108 @@ static tlens_result tlens__check_tokens(const tlens_ctx *ctx, const int32_t *tok
     return TLENS_OK;
 }
 
-TLENS_DEF tlens_result tlens_run(tlens_ctx *ctx, const int32_t *tokens, int batch, int pos, tlens_error *err) {
+/* Make room for the key/value cache of `batch` sequences of up to n_ctx. */
+static tlens_result tlens__kv_reserve(tlens_ctx *ctx, int batch, tlens_error *err) {
+    const tlens_config *c = &ctx->m->cfg;
+    size_t n, bytes;
+    if (ctx->kv_k && ctx->kv_batch == batch) return TLENS_OK;
+    tlens__free(ctx->alloc, ctx->kv_k);
+    tlens__free(ctx->alloc, ctx->kv_v);
+    ctx->kv_k = ctx->kv_v = NULL;
+    n = (size_t)c->n_layers * (size_t)batch * (size_t)c->n_ctx * (size_t)c->d_model;
+    if (!tlens__mul_ok(n, sizeof(float), &bytes))
+        return tlens__fail(err, TLENS_ERR_NOMEM, "the key/value cache for batch %d does not fit in memory", batch);
+    ctx->kv_k = (float *)tlens__alloc(ctx->alloc, bytes);
+    ctx->kv_v = (float *)tlens__alloc(ctx->alloc, bytes);
+    if (!ctx->kv_k || !ctx->kv_v)
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory: the key/value cache needs 2 x %zu MB", bytes / 1000000);
+    ctx->kv_batch = batch;
+    ctx->kv_cap = c->n_ctx;
+    return TLENS_OK;
+}
+
+/* The padding mask of keys, (B, cap): kept across cached runs. */
+static tlens_result tlens__mask_update(tlens_ctx *ctx, const int32_t *mask, int B, int T, tlens_error *err) {
+    int cap = ctx->kv_on ? ctx->kv_cap : T, b, t;
+    if (!mask && !ctx->key_mask) return TLENS_OK;
+    if (!ctx->key_mask || ctx->kv_len == 0) {
+        tlens__free(ctx->alloc, ctx->mask_buf);
+        ctx->mask_buf = (unsigned char *)tlens__alloc(ctx->alloc, (size_t)B * (size_t)cap);
+        if (!ctx->mask_buf) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for the attention mask");
+        memset(ctx->mask_buf, 1, (size_t)B * (size_t)cap); /* cached positions so far were real */
+        ctx->key_mask = ctx->mask_buf;
+        ctx->mask_stride = cap;
+    }
+    for (b = 0; b < B; b++)
+        for (t = 0; t < T; t++)
+            ctx->key_mask[(size_t)b * (size_t)cap + (size_t)ctx->kv_len + (size_t)t] =
+                (unsigned char)(mask ? mask[(size_t)b * (size_t)T + (size_t)t] != 0 : 1);
+    return TLENS_OK;
+}
+
+/* Positions as TransformerLens counts them: from each sequence's first
+ * real token when there is padding, else from the start of the cache. */
+static void tlens__positions(tlens_ctx *ctx) {
+    int B = ctx->B, T = ctx->T, b, t, j;
+    for (b = 0; b < B; b++)
+        for (t = 0; t < T; t++) {
+            int pos = ctx->kv_len + t;
+            if (ctx->key_mask) {
+                const unsigned char *m = ctx->key_mask + (size_t)b * (size_t)ctx->mask_stride;
+                pos = -1;
+                for (j = 0; j <= ctx->kv_len + t; j++) pos += m[j] != 0;
+                if (pos < 0) pos = 0;
+            }
+            ctx->positions[(size_t)b * (size_t)T + (size_t)t] = pos;
+        }
+}
+
+TLENS_DEF void tlens_kv_reset(tlens_ctx *ctx) {
+    ctx->kv_len = 0;
+    ctx->key_mask = NULL;
+}
+
+TLENS_DEF int tlens_kv_length(const tlens_ctx *ctx) { return ctx->kv_len; }
+
+TLENS_DEF tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens, int batch, int pos,
+                                    const tlens_run_options *opt, tlens_error *err) {
+    static const tlens_run_options defaults;
     tlens_result r;
     int stop;
+    if (!opt) opt = &defaults;
     if ((r = tlens__check_tokens(ctx, tokens, batch, pos, err))) return r;
+    ctx->kv_on = opt->use_kv_cache != 0;
+    if (!ctx->kv_on) {
+        ctx->kv_len = 0;
+        ctx->key_mask = NULL;
+    } else if (ctx->kv_len > 0 && batch != ctx->kv_batch) {
+        return tlens__fail(err, TLENS_ERR_SHAPE, "the key/value cache holds batch %d, this run has %d", ctx->kv_batch, batch);
+    } else if (ctx->kv_len + pos > ctx->m->cfg.n_ctx) {
+        return tlens__fail(err, TLENS_ERR_LENGTH, "%d cached + %d new positions exceed n_ctx %d", ctx->kv_len, pos,
+                           ctx->m->cfg.n_ctx);
+    }
+    if (ctx->kv_on && ctx->kv_len == 0) {
+        ctx->key_mask = NULL;
+        if ((r = tlens__kv_reserve(ctx, batch, err))) return r;
+    }
     if ((r = tlens__points_update(ctx, err))) return r;
     if ((r = tlens__area_reserve(ctx, batch, pos, err))) return r;
+    if ((r = tlens__mask_update(ctx, opt->attention_mask, batch, pos, err))) return r;
+    tlens__positions(ctx);
     stop = tlens__forward(ctx, tokens);
-    if (stop == 2) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for the activation cache");
-    if (stop) return tlens__fail(err, TLENS_ERR_HOOK, "a hook stopped the run");
+    if (stop) {
+        tlens_kv_reset(ctx); /* some layers may have appended, others not */
+        if (stop == 2) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for the activation cache");
+        return tlens__fail(err, TLENS_ERR_HOOK, "a hook stopped the run");
+    }
+    if (ctx->kv_on) ctx->kv_len += pos;
     ctx->logits_tensor = tlens__tensor(ctx->logits, 3, batch, pos, ctx->m->cfg.d_vocab, 0);
     tlens__ok(err);
     return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_run(tlens_ctx *ctx, const int32_t *tokens, int batch, int pos, tlens_error *err) {
+    return tlens_run_ex(ctx, tokens, batch, pos, NULL, err);
 }
 
 TLENS_DEF const tlens_tensor *tlens_logits(const tlens_ctx *ctx) {

@@ -7,9 +7,11 @@
 #include "test_util.h"
 
 #include "test_reference.c"
+#include "test_run.c"
 
 int main(int argc, char **argv) {
     if (argc > 1) tt.filter = argv[1];
     tests_reference();
+    tests_run();
     return tt_finish();
 }

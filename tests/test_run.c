@@ -1,0 +1,223 @@
+/* Running: key/value cache, left padding, and hooks that read and write. */
+
+static tlens_model *run_load_mid(int raw) {
+    tlens_load_options opt;
+    tlens_model *m = NULL;
+    tlens_error err;
+    memset(&opt, 0, sizeof opt);
+    opt.raw = raw;
+    if (tlens_load(&m, REF_DIR "mid/model", &opt, &err) != TLENS_OK) tt_fail_line(__FILE__, __LINE__, "%s", err.message);
+    return m;
+}
+
+static int32_t *run_tokens(int *n) {
+    int rows, cols;
+    int32_t *t = tu_read_npy_tokens(REF_DIR "mid/tokens.npy", &rows, &cols);
+    *n = rows * cols;
+    return t;
+}
+
+/* Running a sequence piece by piece with the key/value cache gives the
+ * logits of running it whole. */
+static void test_kv_cache_matches_full_run(void) {
+    tlens_model *m = run_load_mid(0);
+    tlens_ctx *full, *inc;
+    tlens_error err;
+    tlens_run_options ro;
+    int n, V, t, i;
+    int32_t *tok = run_tokens(&n);
+    float *ref;
+    TT_REQUIRE(m && tok);
+    n = 24;
+    tlens_ctx_new(&full, m, &err);
+    tlens_ctx_new(&inc, m, &err);
+    TT_REQUIRE(tlens_run(full, tok, 1, n, &err) == TLENS_OK);
+    V = tlens_logits(full)->shape[2];
+    ref = tlens_logits(full)->data;
+    memset(&ro, 0, sizeof ro);
+    ro.use_kv_cache = 1;
+    TT_REQUIRE(tlens_run_ex(inc, tok, 1, 5, &ro, &err) == TLENS_OK);
+    for (i = 0; i < 5 * V; i++) TT_CHECK_CLOSE(tlens_logits(inc)->data[i], ref[i], 1e-4, 1e-4);
+    for (t = 5; t < n; t++) {
+        TT_REQUIRE(tlens_run_ex(inc, tok + t, 1, 1, &ro, &err) == TLENS_OK);
+        TT_CHECK_INT(tlens_kv_length(inc), t + 1);
+        for (i = 0; i < V; i++) TT_CHECK_CLOSE(tlens_logits(inc)->data[i], ref[(size_t)t * (size_t)V + (size_t)i], 1e-4, 1e-4);
+    }
+    tlens_ctx_free(full);
+    tlens_ctx_free(inc);
+    tlens_free(m);
+    free(tok);
+}
+
+/* A left-padded batch gives each prompt the logits of running it alone. */
+static void test_left_padding_matches_single_runs(void) {
+    tlens_model *m = run_load_mid(0);
+    tlens_ctx *ctx;
+    tlens_error err;
+    tlens_run_options ro;
+    int n, V, lens[3] = {9, 4, 1}, T = 9, b, t, i;
+    int32_t *tok = run_tokens(&n), batch[27], mask[27];
+    float *padded;
+    TT_REQUIRE(m && tok);
+    tlens_ctx_new(&ctx, m, &err);
+    for (b = 0; b < 3; b++)
+        for (t = 0; t < T; t++) {
+            int pad = T - lens[b];
+            batch[b * T + t] = t < pad ? 0 : tok[b * 11 + t - pad];
+            mask[b * T + t] = t >= pad;
+        }
+    memset(&ro, 0, sizeof ro);
+    ro.attention_mask = mask;
+    TT_REQUIRE(tlens_run_ex(ctx, batch, 3, T, &ro, &err) == TLENS_OK);
+    V = tlens_logits(ctx)->shape[2];
+    padded = (float *)malloc((size_t)3 * (size_t)T * (size_t)V * sizeof(float));
+    memcpy(padded, tlens_logits(ctx)->data, (size_t)3 * (size_t)T * (size_t)V * sizeof(float));
+    for (b = 0; b < 3; b++) {
+        int pad = T - lens[b];
+        TT_REQUIRE(tlens_run(ctx, batch + b * T + pad, 1, lens[b], &err) == TLENS_OK);
+        for (t = 0; t < lens[b]; t++)
+            for (i = 0; i < V; i += 7)
+                TT_CHECK_CLOSE(padded[((size_t)b * (size_t)T + (size_t)(pad + t)) * (size_t)V + (size_t)i],
+                               tlens_logits(ctx)->data[(size_t)t * (size_t)V + (size_t)i], 1e-4, 1e-4);
+    }
+    free(padded);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+    free(tok);
+}
+
+typedef struct run_order { char log[64]; int n; } run_order;
+
+static int run_hook_mark(const char *name, int layer, tlens_tensor *t, void *user) {
+    run_order *o = (run_order *)user;
+    (void)name; (void)layer; (void)t;
+    if (o->n < 63) o->log[o->n++] = 'a';
+    return 0;
+}
+
+static int run_hook_mark_b(const char *name, int layer, tlens_tensor *t, void *user) {
+    run_order *o = (run_order *)user;
+    (void)name; (void)layer; (void)t;
+    if (o->n < 63) o->log[o->n++] = 'b';
+    return 0;
+}
+
+static int run_hook_stop(const char *name, int layer, tlens_tensor *t, void *user) {
+    (void)name; (void)layer; (void)t; (void)user;
+    return 1;
+}
+
+static int run_hook_zero_head0(const char *name, int layer, tlens_tensor *t, void *user) {
+    int r, rows = t->shape[0] * t->shape[1], H = t->shape[2], dh = t->shape[3], d;
+    (void)name; (void)layer; (void)user;
+    for (r = 0; r < rows; r++)
+        for (d = 0; d < dh; d++) t->data[(size_t)r * (size_t)H * (size_t)dh + (size_t)d] = 0;
+    return 0;
+}
+
+static int run_filter_attn_out(const char *name, void *user) {
+    (void)user;
+    return strstr(name, "hook_attn_out") != NULL;
+}
+
+/* Hooks run in the order added, by name, glob or filter; removing and
+ * resetting them works; a hook can stop the run. */
+static void test_hooks_order_remove_stop(void) {
+    tlens_model *m = run_load_mid(0);
+    tlens_ctx *ctx;
+    tlens_error err;
+    run_order o;
+    int32_t tok[3] = {1, 2, 3};
+    int ha, hb;
+    TT_REQUIRE(m != NULL);
+    tlens_ctx_new(&ctx, m, &err);
+    memset(&o, 0, sizeof o);
+    ha = tlens_add_hook(ctx, "blocks.1.hook_resid_pre", run_hook_mark, &o);
+    hb = tlens_add_hook(ctx, "blocks.1.hook_resid_*", run_hook_mark_b, &o);
+    TT_REQUIRE(ha > 0 && hb > 0);
+    TT_REQUIRE(tlens_run(ctx, tok, 1, 3, &err) == TLENS_OK);
+    TT_CHECK_STR(o.log, "abbb"); /* resid_pre: a then b; resid_mid, resid_post: b */
+    memset(&o, 0, sizeof o);
+    tlens_remove_hook(ctx, ha);
+    tlens_run(ctx, tok, 1, 3, &err);
+    TT_CHECK_STR(o.log, "bbb");
+    memset(&o, 0, sizeof o);
+    tlens_reset_hooks(ctx);
+    tlens_add_hook_filter(ctx, run_filter_attn_out, NULL, run_hook_mark, &o);
+    tlens_run(ctx, tok, 1, 3, &err);
+    TT_CHECK_STR(o.log, "aaaa"); /* one per layer */
+    tlens_add_hook(ctx, "blocks.2.attn.hook_pattern", run_hook_stop, NULL);
+    TT_CHECK_INT(tlens_run(ctx, tok, 1, 3, &err), TLENS_ERR_HOOK);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
+/* Zeroing head 0's z removes exactly z_0 @ W_O[head 0 rows] from attn_out,
+ * computed here by hand from the cached z and the weights. */
+static void test_zero_head_z_removes_its_output(void) {
+    tlens_model *m = run_load_mid(1);
+    tlens_ctx *ctx;
+    tlens_error err;
+    int n, T = 8, D, dh, t, i, k;
+    int32_t *tok = run_tokens(&n);
+    float *z, *before;
+    const tlens__mat *W_O;
+    TT_REQUIRE(m && tok);
+    D = m->cfg.d_model;
+    dh = m->cfg.d_head;
+    W_O = &m->blocks[2].W_O;
+    tlens_ctx_new(&ctx, m, &err);
+    tlens_cache_select(ctx, "blocks.2.attn.hook_z");
+    tlens_cache_select(ctx, "blocks.2.hook_attn_out");
+    TT_REQUIRE(tlens_run(ctx, tok, 1, T, &err) == TLENS_OK);
+    z = (float *)malloc((size_t)T * (size_t)D * sizeof(float));
+    before = (float *)malloc((size_t)T * (size_t)D * sizeof(float));
+    memcpy(z, tlens_cache_get(ctx, "blocks.2.attn.hook_z")->data, (size_t)T * (size_t)D * sizeof(float));
+    memcpy(before, tlens_cache_act(ctx, "attn_out", 2, NULL)->data, (size_t)T * (size_t)D * sizeof(float));
+    tlens_add_hook(ctx, "blocks.2.attn.hook_z", run_hook_zero_head0, NULL);
+    TT_REQUIRE(tlens_run(ctx, tok, 1, T, &err) == TLENS_OK);
+    for (t = 0; t < T; t++)
+        for (i = 0; i < D; i++) {
+            double head0 = 0;
+            for (k = 0; k < dh; k++) head0 += (double)z[t * D + k] * tlens__mat_get(W_O, k, i);
+            TT_CHECK_CLOSE(tlens_cache_get(ctx, "blocks.2.hook_attn_out")->data[t * D + i], before[t * D + i] - head0,
+                           1e-5, 1e-4);
+        }
+    free(z);
+    free(before);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+    free(tok);
+}
+
+/* TransformerLens' get_act_name examples. */
+static void test_act_names(void) {
+    char buf[128];
+    TT_CHECK_STR(tlens_act_name(buf, sizeof buf, "resid_post", 3, NULL), "blocks.3.hook_resid_post");
+    TT_CHECK_STR(tlens_act_name(buf, sizeof buf, "pattern", 0, NULL), "blocks.0.attn.hook_pattern");
+    TT_CHECK_STR(tlens_act_name(buf, sizeof buf, "scale", 1, "ln1"), "blocks.1.ln1.hook_scale");
+    TT_CHECK_STR(tlens_act_name(buf, sizeof buf, "scale", -1, NULL), "ln_final.hook_scale");
+    TT_CHECK_STR(tlens_act_name(buf, sizeof buf, "embed", -1, NULL), "hook_embed");
+    TT_CHECK_STR(tlens_act_name(buf, sizeof buf, "attn_logits", 2, NULL), "blocks.2.attn.hook_attn_scores");
+    TT_CHECK_STR(tlens_act_name(buf, sizeof buf, "post", 5, NULL), "blocks.5.mlp.hook_post");
+    TT_CHECK_STR(tlens_act_name(buf, sizeof buf, "blocks.0.hook_resid_pre", -1, NULL), "blocks.0.hook_resid_pre");
+    TT_CHECK(tlens_act_name(buf, 8, "resid_post", 3, NULL) == NULL);
+}
+
+static void test_glob(void) {
+    TT_CHECK(tlens__glob("*", "blocks.0.hook_resid_pre"));
+    TT_CHECK(tlens__glob("blocks.*.hook_resid_post", "blocks.11.hook_resid_post"));
+    TT_CHECK(!tlens__glob("blocks.*.hook_resid_post", "blocks.11.hook_resid_pre"));
+    TT_CHECK(tlens__glob("blocks.?.attn.*", "blocks.3.attn.hook_q"));
+    TT_CHECK(!tlens__glob("blocks.?.attn.*", "blocks.13.attn.hook_q"));
+    TT_CHECK(tlens__glob("*hook_scale", "ln_final.hook_scale"));
+}
+
+void tests_run(void) {
+    TT_RUN(test_kv_cache_matches_full_run);
+    TT_RUN(test_left_padding_matches_single_runs);
+    TT_RUN(test_hooks_order_remove_stop);
+    TT_RUN(test_zero_head_z_removes_its_output);
+    TT_RUN(test_act_names);
+    TT_RUN(test_glob);
+}
