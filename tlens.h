@@ -263,6 +263,15 @@ TLENS_API tlens_result tlens_run(tlens_ctx *ctx, const int32_t *tokens,
 typedef struct tlens_run_options {
     const int32_t *attention_mask;
     int use_kv_cache;
+    /* stop_at_layer N (not 0): return the residual stream before block N
+     * (negative N counts from the end, -n_layers: only the embeddings);
+     * read it with tlens_resid, the logits are not computed. */
+    int stop_at_layer;
+    /* start_resid [batch, pos, d_model] (not NULL): start from this
+     * residual stream at block start_at_layer; the tokens then only give
+     * the batch shape and may be NULL. */
+    const float *start_resid;
+    int start_at_layer;
 } tlens_run_options;
 
 TLENS_API tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens,
@@ -272,7 +281,11 @@ TLENS_API tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens,
 TLENS_API void tlens_kv_reset(tlens_ctx *ctx);
 TLENS_API int tlens_kv_length(const tlens_ctx *ctx);
 
-/* The logits of the last run: [batch, pos, d_vocab]. */
+/* The residual stream where the last run ended: [batch, pos, d_model]. */
+TLENS_API const tlens_tensor *tlens_resid(const tlens_ctx *ctx);
+
+/* The logits of the last run: [batch, pos, d_vocab]; NULL after a run
+ * that stopped early. */
 TLENS_API const tlens_tensor *tlens_logits(const tlens_ctx *ctx);
 
 /* Every hook point name of this model, in firing order (with the optional
@@ -2528,7 +2541,7 @@ struct tlens_ctx {
     float *mlp_pre, *mlp_post, *mlp_out, *logits;
     int32_t *tokens;        /* ids after an edit at hook_tokens */
     int *positions;         /* (B, T) position of each token */
-    tlens_tensor logits_tensor;
+    tlens_tensor logits_tensor, resid_tensor;
     /* the key/value cache: (n_layers, B, kv_cap, D) each */
     int kv_on, kv_len, kv_cap, kv_batch;
     float *kv_k, *kv_v;
@@ -3059,13 +3072,19 @@ static int tlens__hook_tokens(tlens_ctx *ctx, const int32_t **tokens) {
     return 0;
 }
 
-static int tlens__forward(tlens_ctx *ctx, const int32_t *tokens) {
+/* The whole pass, or blocks [start, stop) of it: with tokens NULL the
+ * residual stream is already in ctx->resid; with stop < n_layers the pass
+ * ends there (TransformerLens' start_at_layer / stop_at_layer). */
+static int tlens__forward(tlens_ctx *ctx, const int32_t *tokens, int start, int stop) {
     const tlens_model *m = ctx->m;
     int l, r, B = ctx->B, T = ctx->T, p;
-    if (ctx->points[TLENS__HP_TOKENS].active && (r = tlens__hook_tokens(ctx, &tokens))) return r;
-    if ((r = tlens__embed(ctx, tokens))) return r;
-    for (l = 0; l < m->cfg.n_layers; l++)
+    if (tokens) { /* NULL: the residual stream was given */
+        if (ctx->points[TLENS__HP_TOKENS].active && (r = tlens__hook_tokens(ctx, &tokens))) return r;
+        if ((r = tlens__embed(ctx, tokens))) return r;
+    }
+    for (l = start; l < stop; l++)
         if ((r = tlens__block_forward(ctx, l))) return r;
+    if (stop < m->cfg.n_layers) return 0;
     /* 6. the final LayerNorm and the unembedding: logits = ln_final @ W_U + b_U */
     p = tlens__post_point(ctx, TLENS__HP_LNF_SCALE);
     if ((r = tlens__layernorm(ctx, ctx->resid, m->lnf_w, m->lnf_b, p))) return r;
@@ -3209,9 +3228,16 @@ TLENS_DEF tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens, int b
                                     const tlens_run_options *opt, tlens_error *err) {
     static const tlens_run_options defaults;
     tlens_result r;
-    int stop;
+    int stop, L = ctx->m->cfg.n_layers, first = 0, last = L;
     if (!opt) opt = &defaults;
-    if ((r = tlens__check_tokens(ctx, tokens, batch, pos, err))) return r;
+    if (opt->stop_at_layer) last = opt->stop_at_layer < 0 ? L + opt->stop_at_layer : opt->stop_at_layer;
+    if (opt->start_resid) first = opt->start_at_layer < 0 ? L + opt->start_at_layer : opt->start_at_layer;
+    if (last < 0 || last > L || first < 0 || first > last)
+        return tlens__fail(err, TLENS_ERR_ARG, "start_at_layer %d / stop_at_layer %d are outside the model's %d layers",
+                           opt->start_at_layer, opt->stop_at_layer, L);
+    if (opt->start_resid && (opt->use_kv_cache || batch < 1 || pos < 1 || pos > ctx->m->cfg.n_ctx))
+        return tlens__fail(err, TLENS_ERR_ARG, "start_resid needs 1 <= pos <= n_ctx and no key/value cache");
+    if (!opt->start_resid && (r = tlens__check_tokens(ctx, tokens, batch, pos, err))) return r;
     ctx->kv_on = opt->use_kv_cache != 0;
     if (!ctx->kv_on) {
         ctx->kv_len = 0;
@@ -3230,20 +3256,28 @@ TLENS_DEF tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens, int b
     if ((r = tlens__area_reserve(ctx, batch, pos, err))) return r;
     if ((r = tlens__mask_update(ctx, opt->attention_mask, batch, pos, err))) return r;
     tlens__positions(ctx);
-    stop = tlens__forward(ctx, tokens);
+    if (opt->start_resid)
+        memcpy(ctx->resid, opt->start_resid, (size_t)batch * (size_t)pos * (size_t)ctx->m->cfg.d_model * sizeof(float));
+    ctx->logits_tensor.data = NULL;
+    stop = tlens__forward(ctx, opt->start_resid ? NULL : tokens, first, last);
     if (stop) {
         tlens_kv_reset(ctx); /* some layers may have appended, others not */
         if (stop == 2) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for the activation cache");
         return tlens__fail(err, TLENS_ERR_HOOK, "a hook stopped the run");
     }
     if (ctx->kv_on) ctx->kv_len += pos;
-    ctx->logits_tensor = tlens__tensor(ctx->logits, 3, batch, pos, ctx->m->cfg.d_vocab, 0);
+    ctx->resid_tensor = tlens__tensor(ctx->resid, 3, batch, pos, ctx->m->cfg.d_model, 0);
+    if (last == L) ctx->logits_tensor = tlens__tensor(ctx->logits, 3, batch, pos, ctx->m->cfg.d_vocab, 0);
     tlens__ok(err);
     return TLENS_OK;
 }
 
 TLENS_DEF tlens_result tlens_run(tlens_ctx *ctx, const int32_t *tokens, int batch, int pos, tlens_error *err) {
     return tlens_run_ex(ctx, tokens, batch, pos, NULL, err);
+}
+
+TLENS_DEF const tlens_tensor *tlens_resid(const tlens_ctx *ctx) {
+    return ctx->resid_tensor.data ? &ctx->resid_tensor : NULL;
 }
 
 TLENS_DEF const tlens_tensor *tlens_logits(const tlens_ctx *ctx) {
