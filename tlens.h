@@ -337,6 +337,113 @@ TLENS_API tlens_result tlens_npy_load(const char *path, tlens_tensor *out,
                                       tlens_error *err);
 TLENS_API void tlens_tensor_free(tlens_tensor *t);
 
+/* ------------------------------------------------------------------------
+ * 2.7 The interpretability toolkit
+ * ---------------------------------------------------------------------- */
+
+/* Next-token cross-entropy of the last run on `tokens` [batch, pos]
+ * (TransformerLens' return_type="loss"): the mean into *mean and, when
+ * per_token is not NULL, the [batch, pos - 1] losses (loss_per_token).
+ * With an attention mask only pairs of real tokens count. */
+TLENS_API tlens_result tlens_loss(const tlens_ctx *ctx, const int32_t *tokens,
+                                  const int32_t *attention_mask,
+                                  float *per_token, double *mean,
+                                  tlens_error *err);
+
+/* Generation with the key/value cache. Zero-initialised: greedy, 10 new
+ * tokens, stopping at <|endoftext|> (50256) when the vocabulary has it.
+ * Sampling follows TransformerLens: logits / temperature, then top_k if
+ * set, else top_p if set. Hooks fire at every step with the true
+ * positions. */
+typedef struct tlens_generate_options {
+    int max_new_tokens;          /* 0: 10                               */
+    float temperature;           /* 0: greedy (argmax)                  */
+    int top_k;                   /* 0: off                              */
+    float top_p;                 /* 0: off                              */
+    uint64_t seed;               /* the sampler's seed                  */
+    int no_stop_at_eos;
+    int eos_token;               /* 0: 50256 when d_vocab > 50256       */
+    int no_kv_cache;             /* recompute the sequence at each step */
+    int (*on_token)(int32_t token, void *user); /* non-zero: stop       */
+    void *user;
+} tlens_generate_options;
+
+/* Continue `prompt`; writes up to `cap` new tokens to out, *n_out of them. */
+TLENS_API tlens_result tlens_generate(tlens_ctx *ctx, const int32_t *prompt,
+                                      int n_prompt,
+                                      const tlens_generate_options *opt,
+                                      int32_t *out, int cap, int *n_out,
+                                      tlens_error *err);
+
+/* Ablation and patching, as hooks the context owns (remove them with
+ * tlens_remove_hook / tlens_reset_hooks). head -1: every head; for
+ * head-indexed points (q, k, v, z, result, *_input: axis 2; attn_scores and
+ * pattern: axis 1) a head number edits only that head.
+ * Mean ablation replaces each value by its mean over batch and positions. */
+enum { TLENS_ABLATE_ZERO = 0, TLENS_ABLATE_MEAN = 1 };
+TLENS_API int tlens_add_ablation(tlens_ctx *ctx, const char *pattern, int head,
+                                 int mode);
+/* Replace the activation with `source` (same shape; copied now), at every
+ * position (pos -1) or one (the query position for scores / pattern). */
+TLENS_API int tlens_add_patch(tlens_ctx *ctx, const char *name,
+                              const tlens_tensor *source, int head, int pos);
+
+/* A stack of residual-stream components [n, batch, pos, d_model], with
+ * TransformerLens' labels ("0_pre", "final_post", "embed", "3_attn_out",
+ * "L2H5"). Built from the cache of the last run. */
+typedef struct tlens_stack {
+    int n, batch, pos, d_model;
+    float *data;
+    char (*labels)[32];
+    tlens_allocator alloc;
+} tlens_stack;
+
+/* resid_pre of layers 0..layer-1 (and resid_mid with incl_mid) and, for
+ * layer = n_layers (or -1), the final resid_post: the logit lens. */
+TLENS_API tlens_result tlens_accumulated_resid(const tlens_ctx *ctx, int layer,
+                                               int incl_mid, int apply_ln,
+                                               tlens_stack *out,
+                                               tlens_error *err);
+/* embed, pos_embed, then attn_out and mlp_out of each layer below `layer`. */
+TLENS_API tlens_result tlens_decompose_resid(const tlens_ctx *ctx, int layer,
+                                             int apply_ln, tlens_stack *out,
+                                             tlens_error *err);
+/* Every head's output (z @ W_O of its rows, without b_O), "L{l}H{h}". */
+TLENS_API tlens_result tlens_stack_head_results(const tlens_ctx *ctx,
+                                                int layer, int apply_ln,
+                                                tlens_stack *out,
+                                                tlens_error *err);
+/* Centre each component and divide by the cached LayerNorm scale of
+ * `layer` (-1: ln_final; mlp_input: ln2 instead of ln1). */
+TLENS_API tlens_result tlens_apply_ln_to_stack(const tlens_ctx *ctx,
+                                               tlens_stack *stack, int layer,
+                                               int mlp_input,
+                                               tlens_error *err);
+/* Each component's contribution to the logit of `token`, or to the logit
+ * difference token - incorrect_token (incorrect_token >= 0), after the final
+ * LayerNorm scale: out [n, batch, pos]. */
+TLENS_API tlens_result tlens_logit_attrs(const tlens_ctx *ctx,
+                                         const tlens_stack *stack, int token,
+                                         int incorrect_token, float *out,
+                                         tlens_error *err);
+TLENS_API void tlens_stack_free(tlens_stack *stack);
+
+/* Head detection (TransformerLens' detect_head): score every head's
+ * attention pattern on `tokens` against a previous-token, duplicate-token
+ * or induction pattern. scores: [n_layers, n_heads]. */
+enum { TLENS_HEAD_PREVIOUS_TOKEN = 0, TLENS_HEAD_DUPLICATE_TOKEN = 1,
+       TLENS_HEAD_INDUCTION = 2 };
+typedef struct tlens_detect_options {
+    int exclude_bos;
+    int exclude_current_token;
+    int error_measure_abs;       /* 0: "mul" (the default), 1: "abs" */
+} tlens_detect_options;
+TLENS_API tlens_result tlens_detect_heads(tlens_ctx *ctx,
+                                          const int32_t *tokens, int n,
+                                          int kind,
+                                          const tlens_detect_options *opt,
+                                          float *scores, tlens_error *err);
+
 #ifdef __cplusplus
 }
 #endif
@@ -2493,6 +2600,8 @@ static int tlens__block_point_optional(int k) {
 
 typedef struct tlens__hook {
     int handle;
+    void *owned;            /* state the context frees with the hook */
+    void (*owned_free)(void *);
     char *pattern;          /* a glob, or NULL with a filter */
     tlens_filter_fn filter;
     void *filter_user;
@@ -3102,6 +3211,11 @@ TLENS_DEF size_t tlens_tensor_numel(const tlens_tensor *t) {
     return n;
 }
 
+static void tlens__hook_release(tlens_ctx *ctx, tlens__hook *h) {
+    tlens__free(ctx->alloc, h->pattern);
+    if (h->owned_free) h->owned_free(h->owned);
+}
+
 TLENS_DEF tlens_result tlens_ctx_new(tlens_ctx **out, const tlens_model *m, tlens_error *err) {
     tlens_ctx *ctx;
     tlens_result r;
@@ -3126,7 +3240,7 @@ TLENS_DEF void tlens_ctx_free(tlens_ctx *ctx) {
     int i;
     if (!ctx) return;
     for (i = 0; i < ctx->n_points; i++) tlens__free(ctx->alloc, ctx->points[i].cache.data);
-    for (i = 0; i < ctx->n_hooks; i++) tlens__free(ctx->alloc, ctx->hooks[i].pattern);
+    for (i = 0; i < ctx->n_hooks; i++) tlens__hook_release(ctx, &ctx->hooks[i]);
     for (i = 0; i < ctx->n_sel; i++) tlens__free(ctx->alloc, ctx->sel[i].pattern);
     tlens__free(ctx->alloc, ctx->points);
     tlens__free(ctx->alloc, ctx->names);
@@ -3314,6 +3428,8 @@ static int tlens__hook_push(tlens_ctx *ctx, const char *pattern, tlens_filter_fn
     }
     h = &ctx->hooks[ctx->n_hooks];
     h->pattern = NULL;
+    h->owned = NULL;
+    h->owned_free = NULL;
     if (pattern && !(h->pattern = tlens__strdup(ctx->alloc, pattern))) return 0;
     h->filter = filter;
     h->filter_user = filter_user;
@@ -3338,7 +3454,7 @@ TLENS_DEF void tlens_remove_hook(tlens_ctx *ctx, int handle) {
     int i;
     for (i = 0; i < ctx->n_hooks; i++)
         if (ctx->hooks[i].handle == handle) {
-            tlens__free(ctx->alloc, ctx->hooks[i].pattern);
+            tlens__hook_release(ctx, &ctx->hooks[i]);
             memmove(&ctx->hooks[i], &ctx->hooks[i + 1], (size_t)(ctx->n_hooks - i - 1) * sizeof *ctx->hooks);
             ctx->n_hooks--;
             ctx->dirty = 1;
@@ -3348,7 +3464,7 @@ TLENS_DEF void tlens_remove_hook(tlens_ctx *ctx, int handle) {
 
 TLENS_DEF void tlens_reset_hooks(tlens_ctx *ctx) {
     int i;
-    for (i = 0; i < ctx->n_hooks; i++) tlens__free(ctx->alloc, ctx->hooks[i].pattern);
+    for (i = 0; i < ctx->n_hooks; i++) tlens__hook_release(ctx, &ctx->hooks[i]);
     ctx->n_hooks = 0;
     ctx->dirty = 1;
 }
@@ -3562,6 +3678,530 @@ TLENS_DEF const tlens_tensor *tlens_cache_act(const tlens_ctx *ctx, const char *
     char full[128];
     if (!tlens_act_name(full, sizeof full, name, layer, layer_type)) return NULL;
     return tlens_cache_get(ctx, full);
+}
+
+/* ------------------------------------------------------------------------
+ * 3.13 The interpretability toolkit: loss, generation, ablation and
+ *      patching, the residual stream, head detection
+ * ---------------------------------------------------------------------- */
+
+/* Next-token cross-entropy of the last run, as TransformerLens'
+ * lm_cross_entropy_loss: position t predicts token t+1; with an attention
+ * mask only pairs of real tokens count. */
+TLENS_DEF tlens_result tlens_loss(const tlens_ctx *ctx, const int32_t *tokens, const int32_t *attention_mask,
+                                  float *per_token, double *mean, tlens_error *err) {
+    const tlens_tensor *logits = tlens_logits(ctx);
+    int B, T, V, b, t, i;
+    double total = 0;
+    long count = 0;
+    if (!logits) return tlens__fail(err, TLENS_ERR_ARG, "tlens_loss: the last run produced no logits");
+    B = logits->shape[0];
+    T = logits->shape[1];
+    V = logits->shape[2];
+    if (T < 2) return tlens__fail(err, TLENS_ERR_LENGTH, "tlens_loss: needs at least 2 positions");
+    for (b = 0; b < B; b++)
+        for (t = 0; t + 1 < T; t++) {
+            const float *row = logits->data + ((size_t)b * (size_t)T + (size_t)t) * (size_t)V;
+            int32_t target = tokens[(size_t)b * (size_t)T + (size_t)t + 1];
+            int counted = !attention_mask || (attention_mask[(size_t)b * (size_t)T + (size_t)t] &&
+                                              attention_mask[(size_t)b * (size_t)T + (size_t)t + 1]);
+            double mx = -INFINITY, sum = 0, nll;
+            for (i = 0; i < V; i++) if (row[i] > mx) mx = row[i];
+            for (i = 0; i < V; i++) sum += exp((double)row[i] - mx);
+            nll = counted ? -((double)row[target] - mx - log(sum)) : 0.0;
+            if (per_token) per_token[(size_t)b * (size_t)(T - 1) + (size_t)t] = (float)nll;
+            total += nll;
+            count += counted;
+        }
+    if (mean) *mean = count ? total / (double)count : 0.0;
+    tlens__ok(err);
+    return TLENS_OK;
+}
+
+/* A small seedable generator (SplitMix64): the same seed gives the same
+ * samples on every machine. */
+static uint64_t tlens__rng_next(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double tlens__rng_uniform(uint64_t *state) {
+    return (double)(tlens__rng_next(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Pick the next token from one row of logits as TransformerLens'
+ * sample_logits does: temperature 0 is argmax; otherwise divide by the
+ * temperature, keep the top k (or else the smallest set whose probability
+ * reaches top_p) and sample. `work` holds V floats and V ints. */
+static int32_t tlens__sample(const float *logits, int V, const tlens_generate_options *o, uint64_t *rng,
+                             float *work, int *order) {
+    int i, n = V;
+    double mx = -INFINITY, sum = 0, u, acc = 0;
+    if (o->temperature <= 0) {
+        int best = 0;
+        for (i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
+        return best;
+    }
+    for (i = 0; i < V; i++) work[i] = logits[i] / o->temperature;
+    if (o->top_k > 0 || (o->top_p > 0 && o->top_p < 1)) {
+        /* sort indices by logit, descending (insertion into a heap would be
+         * faster; V log V once per token is small next to the forward pass) */
+        int k;
+        for (i = 0; i < V; i++) order[i] = i;
+        for (k = 1; k < V; k *= 2) { /* bottom-up merge sort on order[] */
+            int lo;
+            int *tmp = order + V;
+            for (lo = 0; lo < V; lo += 2 * k) {
+                int mid = lo + k < V ? lo + k : V, hi = lo + 2 * k < V ? lo + 2 * k : V, a = lo, b = mid, o2 = lo;
+                while (a < mid || b < hi)
+                    tmp[o2++] = (b >= hi || (a < mid && work[order[a]] >= work[order[b]])) ? order[a++] : order[b++];
+            }
+            memcpy(order, tmp, (size_t)V * sizeof(int));
+        }
+        if (o->top_k > 0) {
+            float kth = work[order[(o->top_k < V ? o->top_k : V) - 1]];
+            for (i = 0; i < V; i++) if (work[i] < kth) work[i] = -INFINITY;
+        } else {
+            double m0 = work[order[0]], z = 0, cum = 0;
+            for (i = 0; i < V; i++) z += exp(work[order[i]] - m0);
+            for (i = 0; i < V; i++) {
+                double p = exp(work[order[i]] - m0) / z;
+                if (cum > o->top_p) work[order[i]] = -INFINITY; /* keep the token that crosses top_p */
+                cum += p;
+            }
+        }
+    }
+    for (i = 0; i < n; i++) if (work[i] > mx) mx = work[i];
+    for (i = 0; i < n; i++) sum += exp(work[i] - mx);
+    u = tlens__rng_uniform(rng) * sum;
+    for (i = 0; i < n; i++) {
+        acc += exp(work[i] - mx);
+        if (u < acc) return i;
+    }
+    for (i = n - 1; i > 0 && work[i] == -INFINITY; i--) {}
+    return i;
+}
+
+TLENS_DEF tlens_result tlens_generate(tlens_ctx *ctx, const int32_t *prompt, int n_prompt,
+                                      const tlens_generate_options *opt, int32_t *out, int cap, int *n_out,
+                                      tlens_error *err) {
+    static const tlens_generate_options defaults;
+    const tlens_config *c = &ctx->m->cfg;
+    tlens_run_options ro;
+    int max_new, n = 0, eos, V = c->d_vocab, total;
+    uint64_t rng;
+    float *work = NULL;
+    int *order = NULL, *seq = NULL;
+    tlens_result r = TLENS_OK;
+    if (!opt) opt = &defaults;
+    if (n_out) *n_out = 0;
+    max_new = opt->max_new_tokens > 0 ? opt->max_new_tokens : 10;
+    if (max_new > cap) max_new = cap;
+    if (n_prompt < 1) return tlens__fail(err, TLENS_ERR_LENGTH, "tlens_generate: empty prompt");
+    if (n_prompt + max_new > c->n_ctx) max_new = c->n_ctx - n_prompt;
+    if (max_new < 0) return tlens__fail(err, TLENS_ERR_LENGTH, "prompt of %d tokens is longer than n_ctx %d", n_prompt, c->n_ctx);
+    eos = opt->eos_token > 0 ? opt->eos_token : (V > 50256 ? 50256 : -1);
+    rng = opt->seed;
+    work = (float *)tlens__alloc(ctx->alloc, (size_t)V * sizeof(float));
+    order = (int *)tlens__alloc(ctx->alloc, (size_t)V * 2 * sizeof(int));
+    seq = (int *)tlens__alloc(ctx->alloc, (size_t)(n_prompt + max_new + 1) * sizeof(int32_t));
+    if (!work || !order || !seq) { r = tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for generation"); goto done; }
+    memcpy(seq, prompt, (size_t)n_prompt * sizeof(int32_t));
+    total = n_prompt;
+    memset(&ro, 0, sizeof ro);
+    ro.use_kv_cache = !opt->no_kv_cache;
+    tlens_kv_reset(ctx);
+    if ((r = tlens_run_ex(ctx, (const int32_t *)seq, 1, total, &ro, err))) goto done;
+    while (n < max_new) {
+        const tlens_tensor *lg = tlens_logits(ctx);
+        int32_t tok = tlens__sample(lg->data + (size_t)(lg->shape[1] - 1) * (size_t)V, V, opt, &rng, work, order);
+        out[n++] = tok;
+        seq[total++] = tok;
+        if (opt->on_token && opt->on_token(tok, opt->user)) break;
+        if (tok == eos && !opt->no_stop_at_eos) break;
+        if (n == max_new) break;
+        if (ro.use_kv_cache) r = tlens_run_ex(ctx, (const int32_t *)seq + total - 1, 1, 1, &ro, err);
+        else r = tlens_run_ex(ctx, (const int32_t *)seq, 1, total, &ro, err);
+        if (r) goto done;
+    }
+done:
+    if (n_out) *n_out = n;
+    tlens__free(ctx->alloc, work);
+    tlens__free(ctx->alloc, order);
+    tlens__free(ctx->alloc, seq);
+    if (!r) tlens__ok(err);
+    return r;
+}
+
+/* ---- ablation and patching: hooks with state the context owns ---- */
+
+/* Which axis of a hook point's tensor holds heads, and which positions
+ * (queries for the attention scores / pattern); -1 when it has none. */
+static void tlens__point_axes(const char *name, int ndim, int *head_axis, int *pos_axis) {
+    int scores = strstr(name, "attn_scores") || strstr(name, "hook_pattern");
+    *pos_axis = ndim >= 2 ? (scores ? 2 : 1) : -1;
+    *head_axis = ndim == 4 ? (scores ? 1 : 2) : -1;
+}
+
+typedef struct tlens__edit {
+    int mode;              /* TLENS_ABLATE_ZERO, TLENS_ABLATE_MEAN, or 2: patch */
+    int head, pos;         /* -1: all */
+    tlens_tensor source;   /* patch: the values (owned copy) */
+    const tlens_allocator *alloc;
+    double *mean;          /* mean ablation: per-feature sums */
+    size_t mean_cap;
+} tlens__edit;
+
+static void tlens__edit_free(void *p) {
+    tlens__edit *e = (tlens__edit *)p;
+    tlens__free(e->alloc, e->mean);
+    tlens__free(e->alloc, e->source.data);
+    tlens__free(e->alloc, e);
+}
+
+/* Index of element idx with its batch and position coordinates dropped. */
+static size_t tlens__feature_index(const tlens_tensor *t, size_t idx, int pos_axis) {
+    size_t f = 0, mul = 1, rest = idx;
+    int d;
+    for (d = t->ndim - 1; d >= 1; d--) {
+        size_t c = rest % (size_t)t->shape[d];
+        rest /= (size_t)t->shape[d];
+        if (d == pos_axis) continue;
+        f += c * mul;
+        mul *= (size_t)t->shape[d];
+    }
+    return f;
+}
+
+/* Visit every element of t that the edit's head and position select,
+ * with the index of that element and its index in the "feature" space
+ * (the element with batch and position removed), for the mean. */
+static int tlens__edit_selects(const tlens_tensor *t, const tlens__edit *e, size_t idx, int head_axis, int pos_axis) {
+    int d;
+    size_t rest = idx;
+    int coord[TLENS_MAX_DIMS];
+    for (d = t->ndim - 1; d >= 0; d--) {
+        coord[d] = (int)(rest % (size_t)t->shape[d]);
+        rest /= (size_t)t->shape[d];
+    }
+    if (e->head >= 0 && (head_axis < 0 || coord[head_axis] != e->head)) return 0;
+    if (e->pos >= 0 && (pos_axis < 0 || coord[pos_axis] != e->pos)) return 0;
+    return 1;
+}
+
+static int tlens__edit_hook(const char *name, int layer, tlens_tensor *t, void *user) {
+    tlens__edit *e = (tlens__edit *)user;
+    size_t n = tlens_tensor_numel(t), i;
+    int head_axis, pos_axis;
+    (void)layer;
+    tlens__point_axes(name, t->ndim, &head_axis, &pos_axis);
+    if (e->mode == TLENS_ABLATE_MEAN) {
+        /* the mean over the batch and position axes of every other index */
+        size_t per = n / ((size_t)t->shape[0] * (size_t)(pos_axis >= 0 ? t->shape[pos_axis] : 1));
+        double count = (double)(n / per);
+        if (per > e->mean_cap) {
+            tlens__free(e->alloc, e->mean);
+            e->mean = (double *)tlens__alloc(e->alloc, per * sizeof(double));
+            e->mean_cap = e->mean ? per : 0;
+            if (!e->mean) return 2; /* out of memory */
+        }
+        memset(e->mean, 0, per * sizeof(double));
+        for (i = 0; i < n; i++) e->mean[tlens__feature_index(t, i, pos_axis)] += t->data[i];
+        for (i = 0; i < n; i++)
+            if (tlens__edit_selects(t, e, i, head_axis, pos_axis))
+                t->data[i] = (float)(e->mean[tlens__feature_index(t, i, pos_axis)] / count);
+        return 0;
+    }
+    for (i = 0; i < n; i++) {
+        if (!tlens__edit_selects(t, e, i, head_axis, pos_axis)) continue;
+        if (e->mode == TLENS_ABLATE_ZERO) t->data[i] = 0;
+        else if (i < tlens_tensor_numel(&e->source)) t->data[i] = e->source.data[i];
+    }
+    return 0;
+}
+
+static int tlens__add_edit(tlens_ctx *ctx, const char *pattern, int mode, int head, int pos, const tlens_tensor *src) {
+    tlens__edit *e = (tlens__edit *)tlens__calloc(ctx->alloc, sizeof *e);
+    int handle;
+    if (!e) return 0;
+    e->mode = mode;
+    e->head = head;
+    e->pos = pos;
+    e->alloc = ctx->alloc;
+    if (src) {
+        size_t bytes = tlens_tensor_numel(src) * sizeof(float);
+        e->source = *src;
+        e->source.data = (float *)tlens__alloc(ctx->alloc, bytes);
+        if (!e->source.data) { tlens__free(ctx->alloc, e); return 0; }
+        memcpy(e->source.data, src->data, bytes);
+    }
+    handle = tlens__hook_push(ctx, pattern, NULL, NULL, tlens__edit_hook, e);
+    if (!handle) {
+        tlens__edit_free(e);
+        return 0;
+    }
+    ctx->hooks[ctx->n_hooks - 1].owned = e;
+    ctx->hooks[ctx->n_hooks - 1].owned_free = tlens__edit_free;
+    return handle;
+}
+
+TLENS_DEF int tlens_add_ablation(tlens_ctx *ctx, const char *pattern, int head, int mode) {
+    if (mode != TLENS_ABLATE_ZERO && mode != TLENS_ABLATE_MEAN) return 0;
+    return tlens__add_edit(ctx, pattern, mode, head, -1, NULL);
+}
+
+TLENS_DEF int tlens_add_patch(tlens_ctx *ctx, const char *name, const tlens_tensor *source, int head, int pos) {
+    if (!source || !source->data) return 0;
+    return tlens__add_edit(ctx, name, 2, head, pos, source);
+}
+
+/* ---- the residual stream, as TransformerLens' ActivationCache ---- */
+
+TLENS_DEF void tlens_stack_free(tlens_stack *s) {
+    tlens__free(&s->alloc, s->data);
+    tlens__free(&s->alloc, s->labels);
+    memset(s, 0, sizeof *s);
+}
+
+static tlens_result tlens__stack_init(const tlens_ctx *ctx, tlens_stack *s, int n, int B, int T, int D,
+                                      tlens_error *err) {
+    memset(s, 0, sizeof *s);
+    s->alloc = *ctx->alloc;
+    s->n = n; s->batch = B; s->pos = T; s->d_model = D;
+    s->data = (float *)tlens__alloc(ctx->alloc, (size_t)(n ? n : 1) * (size_t)B * (size_t)T * (size_t)D * sizeof(float));
+    s->labels = (char(*)[32])tlens__calloc(ctx->alloc, (size_t)(n ? n : 1) * 32u);
+    if (!s->data || !s->labels) {
+        tlens_stack_free(s);
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for a residual stack");
+    }
+    return TLENS_OK;
+}
+
+/* Copy cached activation `name` into component i of the stack. */
+static tlens_result tlens__stack_put(const tlens_ctx *ctx, tlens_stack *s, int i, const char *name, const char *label,
+                                     tlens_error *err) {
+    const tlens_tensor *t = tlens_cache_get(ctx, name);
+    size_t n = (size_t)s->batch * (size_t)s->pos * (size_t)s->d_model;
+    tlens__buf b;
+    if (!t || tlens_tensor_numel(t) != n)
+        return tlens__fail(err, TLENS_ERR_NOT_FOUND, "%s is not in the cache (select it before the run)", name);
+    memcpy(s->data + (size_t)i * n, t->data, n * sizeof(float));
+    b.p = s->labels[i]; b.cap = 32; b.len = 0;
+    tlens__puts(&b, label);
+    tlens__putc(&b, '\0');
+    s->labels[i][31] = 0;
+    return TLENS_OK;
+}
+
+static void tlens__label(char *out, int layer, const char *suffix) {
+    tlens__buf b;
+    b.p = out; b.cap = 32; b.len = 0;
+    tlens__puti(&b, layer);
+    tlens__puts(&b, suffix);
+    tlens__putc(&b, '\0');
+}
+
+static tlens_result tlens__stack_shape(const tlens_ctx *ctx, int *B, int *T, tlens_error *err) {
+    if (!ctx->resid_tensor.data) return tlens__fail(err, TLENS_ERR_ARG, "no run yet");
+    *B = ctx->B;
+    *T = ctx->T;
+    return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_apply_ln_to_stack(const tlens_ctx *ctx, tlens_stack *s, int layer, int mlp_input,
+                                               tlens_error *err) {
+    char name[64];
+    const tlens_tensor *scale;
+    size_t per = (size_t)s->batch * (size_t)s->pos, D = (size_t)s->d_model, c, r, i;
+    int L = ctx->m->cfg.n_layers;
+    if (layer < 0 || layer >= L) tlens_act_name(name, sizeof name, "scale", -1, NULL);
+    else tlens_act_name(name, sizeof name, "scale", layer, mlp_input ? "ln2" : "ln1");
+    scale = tlens_cache_get(ctx, name);
+    if (!scale || tlens_tensor_numel(scale) != per)
+        return tlens__fail(err, TLENS_ERR_NOT_FOUND, "%s is not in the cache (select it before the run)", name);
+    for (c = 0; c < (size_t)s->n; c++)
+        for (r = 0; r < per; r++) {
+            float *x = s->data + (c * per + r) * D;
+            double mean = 0;
+            for (i = 0; i < D; i++) mean += x[i];
+            mean /= (double)D;
+            for (i = 0; i < D; i++) x[i] = (float)((x[i] - mean) / scale->data[r]);
+        }
+    return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_accumulated_resid(const tlens_ctx *ctx, int layer, int incl_mid, int apply_ln,
+                                               tlens_stack *s, tlens_error *err) {
+    int L = ctx->m->cfg.n_layers, B, T, n = 0, l;
+    char name[64], label[32];
+    tlens_result r;
+    if (layer < 0 || layer > L) layer = L;
+    if ((r = tlens__stack_shape(ctx, &B, &T, err))) return r;
+    for (l = 0; l <= layer; l++) n += 1 + (incl_mid && l < layer && l < L);
+    if ((r = tlens__stack_init(ctx, s, n, B, T, ctx->m->cfg.d_model, err))) return r;
+    n = 0;
+    for (l = 0; l <= layer && !r; l++) {
+        if (l == L) {
+            r = tlens__stack_put(ctx, s, n++, tlens_act_name(name, sizeof name, "resid_post", L - 1, NULL), "final_post", err);
+            break;
+        }
+        tlens__label(label, l, "_pre");
+        r = tlens__stack_put(ctx, s, n++, tlens_act_name(name, sizeof name, "resid_pre", l, NULL), label, err);
+        if (!r && incl_mid && l < layer) {
+            tlens__label(label, l, "_mid");
+            r = tlens__stack_put(ctx, s, n++, tlens_act_name(name, sizeof name, "resid_mid", l, NULL), label, err);
+        }
+    }
+    if (!r && apply_ln) r = tlens_apply_ln_to_stack(ctx, s, layer, 0, err);
+    if (r) tlens_stack_free(s);
+    return r;
+}
+
+TLENS_DEF tlens_result tlens_decompose_resid(const tlens_ctx *ctx, int layer, int apply_ln, tlens_stack *s,
+                                             tlens_error *err) {
+    int L = ctx->m->cfg.n_layers, B, T, n = 0, l;
+    char name[64], label[32];
+    tlens_result r;
+    if (layer < 0 || layer > L) layer = L;
+    if ((r = tlens__stack_shape(ctx, &B, &T, err))) return r;
+    if ((r = tlens__stack_init(ctx, s, 2 + 2 * layer, B, T, ctx->m->cfg.d_model, err))) return r;
+    r = tlens__stack_put(ctx, s, n++, "hook_embed", "embed", err);
+    if (!r) r = tlens__stack_put(ctx, s, n++, "hook_pos_embed", "pos_embed", err);
+    for (l = 0; l < layer && !r; l++) {
+        tlens__label(label, l, "_attn_out");
+        r = tlens__stack_put(ctx, s, n++, tlens_act_name(name, sizeof name, "attn_out", l, NULL), label, err);
+        tlens__label(label, l, "_mlp_out");
+        if (!r) r = tlens__stack_put(ctx, s, n++, tlens_act_name(name, sizeof name, "mlp_out", l, NULL), label, err);
+    }
+    if (!r && apply_ln) r = tlens_apply_ln_to_stack(ctx, s, layer, 0, err);
+    if (r) tlens_stack_free(s);
+    return r;
+}
+
+TLENS_DEF tlens_result tlens_stack_head_results(const tlens_ctx *ctx, int layer, int apply_ln, tlens_stack *s,
+                                                tlens_error *err) {
+    const tlens_config *c = &ctx->m->cfg;
+    int L = c->n_layers, H = c->n_heads, D = c->d_model, dh = c->d_head, B, T, l, h, r0, i, k;
+    char name[64];
+    tlens_result r;
+    if (layer < 0 || layer > L) layer = L;
+    if ((r = tlens__stack_shape(ctx, &B, &T, err))) return r;
+    if ((r = tlens__stack_init(ctx, s, layer * H, B, T, D, err))) return r;
+    for (l = 0; l < layer; l++) {
+        const tlens_tensor *z = tlens_cache_get(ctx, tlens_act_name(name, sizeof name, "z", l, NULL));
+        const tlens__mat *W_O = &ctx->m->blocks[l].W_O;
+        if (!z) {
+            tlens_stack_free(s);
+            return tlens__fail(err, TLENS_ERR_NOT_FOUND, "%s is not in the cache (select it before the run)", name);
+        }
+        for (h = 0; h < H; h++) {
+            float *out = s->data + (size_t)(l * H + h) * (size_t)B * (size_t)T * (size_t)D;
+            tlens__buf b;
+            b.p = s->labels[l * H + h]; b.cap = 32; b.len = 0;
+            tlens__putc(&b, 'L'); tlens__puti(&b, l); tlens__putc(&b, 'H'); tlens__puti(&b, h); tlens__putc(&b, '\0');
+            for (r0 = 0; r0 < B * T; r0++) {
+                const float *zr = z->data + (size_t)r0 * (size_t)D + (size_t)h * (size_t)dh;
+                float *o = out + (size_t)r0 * (size_t)D;
+                for (i = 0; i < D; i++) o[i] = 0;
+                for (k = 0; k < dh; k++)
+                    for (i = 0; i < D; i++) o[i] += zr[k] * tlens__mat_get(W_O, h * dh + k, i);
+            }
+        }
+    }
+    if (apply_ln && (r = tlens_apply_ln_to_stack(ctx, s, layer, 0, err))) tlens_stack_free(s);
+    return r;
+}
+
+TLENS_DEF tlens_result tlens_logit_attrs(const tlens_ctx *ctx, const tlens_stack *stack, int token,
+                                         int incorrect_token, float *out, tlens_error *err) {
+    const tlens_config *c = &ctx->m->cfg;
+    tlens_stack s;
+    size_t per, i, d, D = (size_t)c->d_model;
+    float *dir;
+    tlens_result r;
+    if (token < 0 || token >= c->d_vocab || incorrect_token >= c->d_vocab)
+        return tlens__fail(err, TLENS_ERR_TOKEN, "tlens_logit_attrs: token outside the vocabulary");
+    s = *stack;
+    per = (size_t)s.batch * (size_t)s.pos;
+    s.data = (float *)tlens__alloc(ctx->alloc, (size_t)s.n * per * D * sizeof(float));
+    dir = (float *)tlens__alloc(ctx->alloc, D * sizeof(float) * 2);
+    if (!s.data || !dir) {
+        tlens__free(ctx->alloc, s.data);
+        tlens__free(ctx->alloc, dir);
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory");
+    }
+    memcpy(s.data, stack->data, (size_t)s.n * per * D * sizeof(float));
+    tlens__mat_column(&ctx->m->W_U, token, dir);
+    if (incorrect_token >= 0) {
+        tlens__mat_column(&ctx->m->W_U, incorrect_token, dir + D);
+        for (d = 0; d < D; d++) dir[d] -= dir[D + d];
+    }
+    r = tlens_apply_ln_to_stack(ctx, &s, -1, 0, err);
+    for (i = 0; !r && i < (size_t)s.n * per; i++) {
+        double acc = 0;
+        for (d = 0; d < D; d++) acc += (double)s.data[i * D + d] * dir[d];
+        out[i] = (float)acc;
+    }
+    tlens__free(ctx->alloc, s.data);
+    tlens__free(ctx->alloc, dir);
+    return r;
+}
+
+/* ---- head detection, as TransformerLens' head_detector ---- */
+
+/* The detection pattern's value at (query i, key j) for the tokens. */
+static int tlens__detection(const int32_t *tok, int i, int j, int kind) {
+    if (j > i) return 0;
+    switch (kind) {
+    case TLENS_HEAD_PREVIOUS_TOKEN: return j == i - 1;
+    case TLENS_HEAD_DUPLICATE_TOKEN: return j != i && tok[j] == tok[i];
+    default: return j >= 1 && j - 1 != i && tok[j - 1] == tok[i]; /* induction: attend to what followed */
+    }
+}
+
+TLENS_DEF tlens_result tlens_detect_heads(tlens_ctx *ctx, const int32_t *tokens, int n, int kind,
+                                          const tlens_detect_options *opt, float *scores, tlens_error *err) {
+    static const tlens_detect_options defaults;
+    const tlens_config *c = &ctx->m->cfg;
+    int n_sel = ctx->n_sel, l, h, i, j;
+    tlens_result r;
+    char name[64];
+    if (!opt) opt = &defaults;
+    if (n < 2 || n >= c->n_ctx) return tlens__fail(err, TLENS_ERR_LENGTH, "head detection needs 1 < length < n_ctx");
+    if ((r = tlens__select_push(ctx, "blocks.*.attn.hook_pattern", NULL, NULL, err))) return r;
+    r = tlens_run(ctx, tokens, 1, n, err);
+    for (l = 0; !r && l < c->n_layers; l++) {
+        const tlens_tensor *pat = tlens_cache_get(ctx, tlens_act_name(name, sizeof name, "pattern", l, NULL));
+        for (h = 0; h < c->n_heads; h++) {
+            const float *P = pat->data + (size_t)h * (size_t)n * (size_t)n;
+            double num = 0, den = 0, absdiff = 0;
+            for (i = 0; i < n; i++)
+                for (j = 0; j < n; j++) {
+                    double a = P[(size_t)i * (size_t)n + (size_t)j];
+                    int dpat = tlens__detection(tokens, i, j, kind);
+                    int dropped = (opt->exclude_bos && j == 0) || (opt->exclude_current_token && i == j);
+                    if (opt->error_measure_abs) {
+                        if (!dropped) absdiff += fabs(a - dpat);
+                    } else {
+                        if (dropped) a = 0;
+                        num += a * dpat;
+                        den += a;
+                    }
+                }
+            if (opt->error_measure_abs) {
+                /* 1 - round(mean(|diff|) * n, 3) */
+                double v = absdiff / ((double)n * n) * n;
+                scores[l * c->n_heads + h] = (float)(1.0 - floor(v * 1000.0 + 0.5) / 1000.0);
+            } else {
+                scores[l * c->n_heads + h] = (float)(den > 0 ? num / den : 0.0);
+            }
+        }
+    }
+    while (ctx->n_sel > n_sel) tlens__free(ctx->alloc, ctx->sel[--ctx->n_sel].pattern);
+    ctx->dirty = 1;
+    return r;
 }
 
 #endif /* TLENS_IMPLEMENTATION_DONE */

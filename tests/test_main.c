@@ -8,10 +8,12 @@
 
 #include "test_reference.c"
 #include "test_run.c"
+#include "test_toolkit.c"
 
 int main(int argc, char **argv) {
     if (argc > 1) tt.filter = argv[1];
     tests_reference();
     tests_run();
+    tests_toolkit();
     return tt_finish();
 }
