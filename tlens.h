@@ -2640,6 +2640,7 @@ struct tlens_ctx {
     int n_sel, cap_sel;
     int *point_hooks;       /* per point, the indices of its hooks, in order */
     int dirty;              /* hooks or selection changed since the last run */
+    int stop_point;         /* the point whose hooks ran last (for messages) */
     int any_attn_materialized;
     /* the activation area, sized for batch * pos */
     float *area;
@@ -2783,14 +2784,19 @@ static tlens_result tlens__points_update(tlens_ctx *ctx, tlens_error *err) {
     return TLENS_OK;
 }
 
+/* Why a run stopped inside the pass. */
+enum { TLENS__STOP_HOOK = 1, TLENS__STOP_NOMEM = 2, TLENS__STOP_SHAPE = 3 };
+
 /* Run point i's hooks on the tensor, then keep a copy if it is cached.
  * Returns non-zero when a hook asked to stop. */
 static int tlens__fire(tlens_ctx *ctx, int i, tlens_tensor *t) {
     tlens__point *p = &ctx->points[i];
     int h;
+    ctx->stop_point = i;
     for (h = 0; h < p->n_hooks; h++) {
         const tlens__hook *hk = &ctx->hooks[ctx->point_hooks[p->first_hook + h]];
-        if (hk->fn(p->name, p->layer, t, hk->user)) return 1;
+        int r = hk->fn(p->name, p->layer, t, hk->user);
+        if (r) return r == TLENS__STOP_SHAPE || r == TLENS__STOP_NOMEM ? r : TLENS__STOP_HOOK;
     }
     if (p->cached) {
         size_t n = tlens_tensor_numel(t) * sizeof(float);
@@ -2798,7 +2804,7 @@ static int tlens__fire(tlens_ctx *ctx, int i, tlens_tensor *t) {
             tlens__free(ctx->alloc, p->cache.data);
             p->cache.data = (float *)tlens__alloc(ctx->alloc, n);
             p->cache_cap = p->cache.data ? n : 0;
-            if (!p->cache.data) return 2;
+            if (!p->cache.data) return TLENS__STOP_NOMEM;
         }
         memcpy(p->cache.data, t->data, n);
         p->cache.ndim = t->ndim;
@@ -3376,8 +3382,11 @@ TLENS_DEF tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens, int b
     stop = tlens__forward(ctx, opt->start_resid ? NULL : tokens, first, last);
     if (stop) {
         tlens_kv_reset(ctx); /* some layers may have appended, others not */
-        if (stop == 2) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for the activation cache");
-        return tlens__fail(err, TLENS_ERR_HOOK, "a hook stopped the run");
+        const char *at = ctx->points[ctx->stop_point].name;
+        if (stop == TLENS__STOP_NOMEM) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory at %s", at);
+        if (stop == TLENS__STOP_SHAPE)
+            return tlens__fail(err, TLENS_ERR_SHAPE, "the patch for %s does not have the activation's shape", at);
+        return tlens__fail(err, TLENS_ERR_HOOK, "a hook at %s stopped the run", at);
     }
     if (ctx->kv_on) ctx->kv_len += pos;
     ctx->resid_tensor = tlens__tensor(ctx->resid, 3, batch, pos, ctx->m->cfg.d_model, 0);
@@ -3905,7 +3914,7 @@ static int tlens__edit_hook(const char *name, int layer, tlens_tensor *t, void *
             tlens__free(e->alloc, e->mean);
             e->mean = (double *)tlens__alloc(e->alloc, per * sizeof(double));
             e->mean_cap = e->mean ? per : 0;
-            if (!e->mean) return 2; /* out of memory */
+            if (!e->mean) return TLENS__STOP_NOMEM;
         }
         memset(e->mean, 0, per * sizeof(double));
         for (i = 0; i < n; i++) e->mean[tlens__feature_index(t, i, pos_axis)] += t->data[i];
@@ -3914,10 +3923,10 @@ static int tlens__edit_hook(const char *name, int layer, tlens_tensor *t, void *
                 t->data[i] = (float)(e->mean[tlens__feature_index(t, i, pos_axis)] / count);
         return 0;
     }
+    if (e->mode != TLENS_ABLATE_ZERO && tlens_tensor_numel(&e->source) != n) return TLENS__STOP_SHAPE;
     for (i = 0; i < n; i++) {
         if (!tlens__edit_selects(t, e, i, head_axis, pos_axis)) continue;
-        if (e->mode == TLENS_ABLATE_ZERO) t->data[i] = 0;
-        else if (i < tlens_tensor_numel(&e->source)) t->data[i] = e->source.data[i];
+        t->data[i] = e->mode == TLENS_ABLATE_ZERO ? 0.0f : e->source.data[i];
     }
     return 0;
 }

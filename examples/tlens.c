@@ -4,6 +4,9 @@
  *             [--raw] [--no-fold-ln] [--no-center-writing-weights]
  *             [--no-center-unembed] [--no-fold-value-biases] [--f16|--bf16]
  *             [--optional-hooks] [--cache GLOB]... [--npy DIR] [--top K]
+ *             [--zero NAME[:HEAD]]... [--patch NAME=FILE.npy]... [--loss]
+ *   tlens generate MODEL (--prompt TEXT | --tokens "1 2 3") [-n N]
+ *             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--print-ids]
  *   tlens hooks MODEL [--optional-hooks]
  *
  * MODEL is a Hugging Face GPT-2 folder or a .tlens file. Every error ends
@@ -29,9 +32,10 @@
 typedef struct cli {
     const char *model_path;
     const char *prompt, *tokens_text, *tokens_npy, *npy_dir;
-    const char *globs[MAX_GLOBS];
-    int n_globs, top, optional_hooks, no_bos;
+    const char *globs[MAX_GLOBS], *zeros[MAX_GLOBS], *patches[MAX_GLOBS];
+    int n_globs, n_zeros, n_patches, top, optional_hooks, no_bos, loss, print_ids;
     tlens_load_options load;
+    tlens_generate_options gen;
 } cli;
 
 static int die(const char *fmt, const char *arg) {
@@ -47,6 +51,9 @@ static void usage(void) {
             "                 [--raw] [--no-fold-ln] [--no-center-writing-weights] [--no-center-unembed]\n"
             "                 [--no-fold-value-biases] [--f16|--bf16] [--optional-hooks]\n"
             "                 [--cache GLOB]... [--npy DIR] [--top K]\n"
+            "                 [--zero NAME[:HEAD]]... [--patch NAME=FILE.npy]... [--loss]\n"
+            "       tlens generate MODEL (--prompt TEXT | --tokens \"1 2 3\") [-n N] [--temperature T]\n"
+            "                 [--top-k K] [--top-p P] [--seed S] [--print-ids]\n"
             "       tlens hooks MODEL [--optional-hooks]\n");
 }
 
@@ -69,10 +76,19 @@ static int parse_common(cli *c, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--tokens-npy")) { NEEDS_VALUE(); c->tokens_npy = next; }
     else if (!strcmp(a, "--npy")) { NEEDS_VALUE(); c->npy_dir = next; }
     else if (!strcmp(a, "--top")) { NEEDS_VALUE(); c->top = atoi(next); }
-    else if (!strcmp(a, "--cache")) {
+    else if (!strcmp(a, "--loss")) c->loss = 1;
+    else if (!strcmp(a, "--print-ids")) c->print_ids = 1;
+    else if (!strcmp(a, "-n")) { NEEDS_VALUE(); c->gen.max_new_tokens = atoi(next); }
+    else if (!strcmp(a, "--temperature")) { NEEDS_VALUE(); c->gen.temperature = (float)atof(next); }
+    else if (!strcmp(a, "--top-k")) { NEEDS_VALUE(); c->gen.top_k = atoi(next); }
+    else if (!strcmp(a, "--top-p")) { NEEDS_VALUE(); c->gen.top_p = (float)atof(next); }
+    else if (!strcmp(a, "--seed")) { NEEDS_VALUE(); c->gen.seed = (uint64_t)strtoull(next, NULL, 10); }
+    else if (!strcmp(a, "--cache") || !strcmp(a, "--zero") || !strcmp(a, "--patch")) {
+        const char **list = a[2] == 'c' ? c->globs : a[2] == 'z' ? c->zeros : c->patches;
+        int *count = a[2] == 'c' ? &c->n_globs : a[2] == 'z' ? &c->n_zeros : &c->n_patches;
         NEEDS_VALUE();
-        if (c->n_globs == MAX_GLOBS) return -1;
-        c->globs[c->n_globs++] = next;
+        if (*count == MAX_GLOBS) return -1;
+        list[(*count)++] = next;
     } else return 0;
 #undef NEEDS_VALUE
     return 1;
@@ -184,6 +200,54 @@ static void print_top(const tlens_tensor *logits, int top) {
     }
 }
 
+/* --zero NAME[:HEAD] and --patch NAME=FILE.npy become hooks. */
+static int add_interventions(const cli *c, tlens_ctx *ctx) {
+    int i;
+    for (i = 0; i < c->n_zeros; i++) {
+        char name[256];
+        const char *colon = strrchr(c->zeros[i], ':');
+        int head = -1;
+        size_t len = colon ? (size_t)(colon - c->zeros[i]) : strlen(c->zeros[i]);
+        if (len >= sizeof name) return die("hook name too long: %s", c->zeros[i]);
+        memcpy(name, c->zeros[i], len);
+        name[len] = 0;
+        if (colon) head = atoi(colon + 1);
+        if (!tlens_add_ablation(ctx, name, head, TLENS_ABLATE_ZERO)) return die("cannot add --zero %s", c->zeros[i]);
+    }
+    for (i = 0; i < c->n_patches; i++) {
+        char name[256];
+        const char *eq = strchr(c->patches[i], '=');
+        tlens_tensor t;
+        tlens_error err;
+        int ok;
+        if (!eq || (size_t)(eq - c->patches[i]) >= sizeof name) return die("--patch needs NAME=FILE.npy, got %s", c->patches[i]);
+        memcpy(name, c->patches[i], (size_t)(eq - c->patches[i]));
+        name[eq - c->patches[i]] = 0;
+        if (tlens_npy_load(eq + 1, &t, &err) != TLENS_OK) return die("%s", err.message);
+        ok = tlens_add_patch(ctx, name, &t, -1, -1) > 0;
+        tlens_tensor_free(&t);
+        if (!ok) return die("cannot add --patch %s", c->patches[i]);
+    }
+    return 0;
+}
+
+static void print_loss(const tlens_ctx *ctx, const int32_t *ids, int rows, int cols) {
+    double mean;
+    tlens_error err;
+    float *per = (float *)malloc((size_t)rows * (size_t)(cols > 1 ? cols - 1 : 1) * sizeof(float));
+    int i;
+    if (!per || tlens_loss(ctx, ids, NULL, per, &mean, &err) != TLENS_OK) {
+        fprintf(stderr, "tlens: %s\n", per ? err.message : "out of memory");
+        free(per);
+        return;
+    }
+    printf("loss %.6f\n", mean);
+    printf("loss_per_token");
+    for (i = 0; i < rows * (cols - 1); i++) printf(" %.6f", per[i]);
+    printf("\n");
+    free(per);
+}
+
 static int cmd_run(int argc, char **argv) {
     cli c;
     tlens_model *model;
@@ -197,7 +261,8 @@ static int cmd_run(int argc, char **argv) {
     if (tlens_ctx_new(&ctx, model, &err) != TLENS_OK) { tlens_free(model); return die("%s", err.message); }
     tlens_set_optional_hooks(ctx, c.optional_hooks);
     for (i = 0; i < c.n_globs; i++) tlens_cache_select(ctx, c.globs[i]);
-    if (tlens_run(ctx, ids, rows, cols, &err) != TLENS_OK) {
+    if (add_interventions(&c, ctx)) status = 1;
+    else if (tlens_run(ctx, ids, rows, cols, &err) != TLENS_OK) {
         status = die("%s", err.message);
     } else {
         const tlens_tensor *logits = tlens_logits(ctx);
@@ -212,8 +277,47 @@ static int cmd_run(int argc, char **argv) {
         if (!status) {
             printf("logits [%d, %d, %d]\n", logits->shape[0], logits->shape[1], logits->shape[2]);
             if (c.top > 0) print_top(logits, c.top);
+            if (c.loss) print_loss(ctx, ids, rows, cols);
         }
     }
+    free(ids);
+    tlens_ctx_free(ctx);
+    tlens_free(model);
+    return status;
+}
+
+static int print_token_id(int32_t token, void *user) {
+    (void)user;
+    printf(" %d", (int)token);
+    fflush(stdout);
+    return 0;
+}
+
+static int cmd_generate(int argc, char **argv) {
+    cli c;
+    tlens_model *model;
+    tlens_ctx *ctx;
+    tlens_error err;
+    int32_t *ids = NULL, *out = NULL;
+    int rows = 0, cols = 0, n = 0, status = 0, i;
+    if (parse_args(&c, argc, argv)) return 1;
+    if (tlens_load(&model, c.model_path, &c.load, &err) != TLENS_OK) return die("%s", err.message);
+    if (get_tokens(&c, model, &ids, &rows, &cols)) { tlens_free(model); return 1; }
+    if (rows != 1) { free(ids); tlens_free(model); return die("%s", "generate takes one prompt"); }
+    if (tlens_ctx_new(&ctx, model, &err) != TLENS_OK) { free(ids); tlens_free(model); return die("%s", err.message); }
+    if (c.gen.max_new_tokens <= 0) c.gen.max_new_tokens = 20;
+    out = (int32_t *)malloc((size_t)c.gen.max_new_tokens * sizeof *out);
+    c.gen.on_token = print_token_id;
+    if (!out) status = die("%s", "out of memory");
+    else if (add_interventions(&c, ctx)) status = 1;
+    else {
+        for (i = 0; i < cols; i++) printf("%s%d", i ? " " : "", (int)ids[i]);
+        fflush(stdout);
+        if (tlens_generate(ctx, ids, cols, &c.gen, out, c.gen.max_new_tokens, &n, &err) != TLENS_OK)
+            status = die("%s", err.message);
+        printf("\n");
+    }
+    free(out);
     free(ids);
     tlens_ctx_free(ctx);
     tlens_free(model);
@@ -254,6 +358,7 @@ int main(int argc, char **argv) {
     if (argc < 2) { usage(); return 1; }
     if (!strcmp(argv[1], "run")) return cmd_run(argc, argv);
     if (!strcmp(argv[1], "hooks")) return cmd_hooks(argc, argv);
+    if (!strcmp(argv[1], "generate")) return cmd_generate(argc, argv);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(); return 0; }
     usage();
     return die("unknown command %s", argv[1]);
