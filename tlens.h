@@ -2649,6 +2649,8 @@ struct tlens_ctx {
     float *embed, *pos_embed, *resid, *ln_in, *ln_mean, *ln_scale, *ln_out;
     float *qkv, *q, *k, *v, *att, *z, *result, *attn_out;
     float *mlp_pre, *mlp_post, *mlp_out, *logits;
+    float *head_in[4];      /* optional per-head inputs: attn_in, q, k, v */
+    int head_inputs_edited;
     int32_t *tokens;        /* ids after an edit at hook_tokens */
     int *positions;         /* (B, T) position of each token */
     tlens_tensor logits_tensor, resid_tensor;
@@ -2902,12 +2904,16 @@ static size_t tlens__area_layout(tlens_ctx *ctx, int B, int T, float *base) {
     size_t BT = (size_t)B * (size_t)T, D = (size_t)c->d_model, off = 0;
     size_t NS = (size_t)ctx->kv_len + (size_t)T;
     size_t att = ctx->any_attn_materialized ? (size_t)B * (size_t)c->n_heads * (size_t)T * NS : (size_t)T * NS;
-    size_t heads_copy = ctx->optional_hooks ? BT * (size_t)c->n_heads * D : BT * D;
+    size_t heads_copy = ctx->optional_hooks ? BT * (size_t)c->n_heads * D : 0;
 #define TLENS__PLACE(ptr, n) do { if (base) ctx->ptr = base + off; off += ((n) + 15u) & ~(size_t)15u; } while (0)
     TLENS__PLACE(embed, BT * D);
     TLENS__PLACE(pos_embed, BT * D);
     TLENS__PLACE(resid, BT * D);
-    TLENS__PLACE(ln_in, heads_copy);
+    TLENS__PLACE(ln_in, BT * D);
+    TLENS__PLACE(head_in[0], heads_copy);
+    TLENS__PLACE(head_in[1], heads_copy);
+    TLENS__PLACE(head_in[2], heads_copy);
+    TLENS__PLACE(head_in[3], heads_copy);
     TLENS__PLACE(ln_mean, BT);
     TLENS__PLACE(ln_scale, BT);
     TLENS__PLACE(ln_out, BT * D);
@@ -3110,6 +3116,57 @@ static void tlens__head_results(tlens_ctx *ctx, const tlens__mat *W_O) {
         }
 }
 
+/* The optional per-head inputs: hook_attn_in is resid_pre repeated per
+ * head, hook_q_input / k_input / v_input copies of it. When a hook is
+ * registered on any of them (it may edit them), q, k and v are computed per
+ * head from these inputs (see tlens__qkv_per_head); when they are only
+ * cached, they are copies and the shared path gives the same values. */
+static int tlens__head_inputs(tlens_ctx *ctx, int l) {
+    const tlens_config *c = &ctx->m->cfg;
+    int B = ctx->B, T = ctx->T, H = c->n_heads, D = c->d_model, p = tlens__block_point(ctx, l, 0), k;
+    size_t n = (size_t)B * (size_t)T * (size_t)H * (size_t)D;
+    ctx->head_inputs_edited = 0;
+    for (k = TLENS__HP_ATTN_IN; k <= TLENS__HP_V_INPUT; k++) ctx->head_inputs_edited |= ctx->points[p + k].n_hooks > 0;
+    if (!ctx->head_inputs_edited && !ctx->points[p + TLENS__HP_ATTN_IN].active &&
+        !ctx->points[p + TLENS__HP_Q_INPUT].active && !ctx->points[p + TLENS__HP_K_INPUT].active &&
+        !ctx->points[p + TLENS__HP_V_INPUT].active)
+        return 0;
+    tlens__repeat_heads(ctx->head_in[0], ctx->resid, B * T, H, D);
+    TLENS__HOOK(ctx, p + TLENS__HP_ATTN_IN, ctx->head_in[0], 4, B, T, H, D);
+    for (k = 1; k <= 3; k++) {
+        memcpy(ctx->head_in[k], ctx->head_in[0], n * sizeof(float));
+        TLENS__HOOK(ctx, p + TLENS__HP_ATTN_IN + k, ctx->head_in[k], 4, B, T, H, D);
+    }
+    return 0;
+}
+
+/* q, k, v head by head from the (possibly edited) per-head inputs:
+ * x = head_in[1 + which][b, p, h, :]; q[b, p, h, :] = ln1(x) @ W_Q[:, head h]
+ * + b_Q[head h]. The LayerNorm is applied to each head's input, as
+ * TransformerLens does in this mode. */
+static void tlens__qkv_per_head(tlens_ctx *ctx, int l) {
+    const tlens_config *c = &ctx->m->cfg;
+    const tlens__block *w = &ctx->m->blocks[l];
+    int BT = ctx->B * ctx->T, H = c->n_heads, D = c->d_model, dh = c->d_head, which, r, h, d, j;
+    float *x = ctx->ln_out; /* one row of scratch is enough */
+    for (which = 0; which < 3; which++) {
+        float *out = which == 0 ? ctx->q : which == 1 ? ctx->k : ctx->v;
+        for (r = 0; r < BT; r++)
+            for (h = 0; h < H; h++) {
+                const float *in = ctx->head_in[1 + which] + ((size_t)r * (size_t)H + (size_t)h) * (size_t)D;
+                float mean, scale;
+                tlens__layernorm_stats(in, &mean, &scale, 1, D, c->eps);
+                tlens__layernorm_apply(in, &mean, &scale, w->ln1_w, w->ln1_b, x, 1, D);
+                for (j = 0; j < dh; j++) {
+                    int col = which * D + h * dh + j;
+                    double acc = w->b_QKV[col];
+                    for (d = 0; d < D; d++) acc += (double)x[d] * tlens__mat_get(&w->W_QKV, d, col);
+                    out[(size_t)r * (size_t)D + (size_t)(h * dh + j)] = (float)acc;
+                }
+            }
+    }
+}
+
 static int tlens__block_forward(tlens_ctx *ctx, int l) {
     const tlens_model *m = ctx->m;
     const tlens__block *w = &m->blocks[l];
@@ -3119,14 +3176,7 @@ static int tlens__block_forward(tlens_ctx *ctx, int l) {
     size_t n = (size_t)BT * (size_t)D;
     /* 2. resid_pre and the first LayerNorm */
     TLENS__HOOK(ctx, p + TLENS__HP_RESID_PRE, ctx->resid, 3, B, T, D, 0);
-    if (ctx->optional_hooks) {
-        int k;
-        for (k = TLENS__HP_ATTN_IN; k <= TLENS__HP_V_INPUT; k++)
-            if (ctx->points[p + k].active) {
-                tlens__repeat_heads(ctx->ln_in, ctx->resid, BT, H, D);
-                TLENS__HOOK(ctx, p + k, ctx->ln_in, 4, B, T, H, D);
-            }
-    }
+    if (ctx->optional_hooks && (r = tlens__head_inputs(ctx, l))) return r;
     if ((r = tlens__layernorm(ctx, ln1_src, w->ln1_w, w->ln1_b, p + TLENS__HP_LN1_SCALE))) return r;
     /* q, k, v = ln1 @ W_QKV + b_QKV, (B*T, 3D) split into three (B, T, H, dh) */
     tlens__matmul(ctx->qkv, ctx->ln_out, &w->W_QKV, w->b_QKV, BT);
@@ -3136,6 +3186,7 @@ static int tlens__block_forward(tlens_ctx *ctx, int l) {
         memcpy(ctx->k + (size_t)i * (size_t)D, row + D, (size_t)D * sizeof(float));
         memcpy(ctx->v + (size_t)i * (size_t)D, row + 2 * D, (size_t)D * sizeof(float));
     }
+    if (ctx->head_inputs_edited) tlens__qkv_per_head(ctx, l);
     TLENS__HOOK(ctx, p + TLENS__HP_Q, ctx->q, 4, B, T, H, m->cfg.d_head);
     TLENS__HOOK(ctx, p + TLENS__HP_K, ctx->k, 4, B, T, H, m->cfg.d_head);
     TLENS__HOOK(ctx, p + TLENS__HP_V, ctx->v, 4, B, T, H, m->cfg.d_head);

@@ -157,12 +157,13 @@ static lt_config lt_case_cfg(const lt_case *k) {
     return c;
 }
 
-#define LT_OPEN(k, name)                                  \
-    do {                                                  \
-        if (!lt_case_open(&(k), name)) {                  \
-            lt_case_close(&(k));                          \
-            TT_REQUIRE(!"reference case " name " loads"); \
-        }                                                 \
+#define LT_OPEN(k, name)                                                               \
+    do {                                                                               \
+        if (!lt_case_open(&(k), name)) {                                               \
+            tt_fail_line(__FILE__, __LINE__, "reference case %s does not load", name); \
+            lt_case_close(&(k));                                                       \
+            return;                                                                    \
+        }                                                                              \
     } while (0)
 
 /* ------------------------------------------------------------------------
@@ -301,14 +302,15 @@ static void test_loader_layout_lm_head(void) {
     lt_config cfg;
     lt_ckpt ck;
     char dir[256];
-    const lt_tensor *wte;
+    long long shape[2];
+    lt_tensor *head;
     LT_OPEN(k, "tiny");
     cfg = lt_case_cfg(&k);
     lt_ckpt_copy(&ck, &k.ck);
-    wte = lt_ckpt_find(&ck, "wte.weight");
-    TT_REQUIRE(wte != NULL);
-    memcpy(lt_ckpt_add(&ck, "lm_head.weight", "F32", 2, wte->shape, wte->bytes)->data,
-           lt_ckpt_find(&ck, "wte.weight")->data, lt_ckpt_find(&ck, "wte.weight")->bytes);
+    TT_REQUIRE(lt_ckpt_find(&ck, "wte.weight") != NULL);
+    memcpy(shape, lt_ckpt_find(&ck, "wte.weight")->shape, sizeof shape);
+    head = lt_ckpt_add(&ck, "lm_head.weight", "F32", 2, shape, lt_ckpt_find(&ck, "wte.weight")->bytes);
+    memcpy(head->data, lt_ckpt_find(&ck, "wte.weight")->data, head->bytes);
     lt_check_variant(&k, "lm_head-copy", &cfg, &ck);
     TT_CHECK_INT(lt_tied(lt_tmp(dir, sizeof dir, "tiny-lm_head-copy", 0), 1), 0);
     TT_CHECK_INT(lt_tied(k.dir, 1), 1);
@@ -748,11 +750,13 @@ static void test_loader_processing_steps_visible(void) {
 typedef struct lt_buf {
     unsigned char *block, *data;
     size_t size;
+    int shifted;
 } lt_buf;
 
 static lt_buf lt_buf_make(const unsigned char *img, size_t size, int shift) {
     lt_buf b;
     size_t pad;
+    b.shifted = shift != 0;
     if (shift) { /* malloc is 8- or 16-byte aligned: +4 is never 64-aligned */
         b.block = (unsigned char *)malloc(size + 4);
         b.data = b.block + 4;
@@ -771,7 +775,7 @@ static lt_buf lt_buf_make(const unsigned char *img, size_t size, int shift) {
 
 static void lt_buf_free(lt_buf *b) {
 #ifdef LT_ASAN
-    if (b->data != b->block + 4) __asan_unpoison_memory_region(b->block, b->size + 128);
+    if (!b->shifted) __asan_unpoison_memory_region(b->block, b->size + 128);
 #endif
     free(b->block);
 }
@@ -914,30 +918,31 @@ static void test_loader_tlens_processing_at_load(void) {
 
 /* Load `path` with a counting allocator: it must fail with a message,
  * without a huge allocation and without leaking. Returns the result. */
-static tlens_result lt_load_fail(const char *path, const tlens_load_options *base, const char *label) {
+static tlens_result lt_load_fail(const char *path, const tlens_load_options *base, const char *label,
+                                 tlens_error *errp) {
     lt_alloc_stats st;
     tlens_load_options o = base ? *base : lt_opts(0);
     tlens_model *m = (tlens_model *)&st;
-    tlens_error err;
+    tlens_error dummy, *e = errp ? errp : &dummy;
     tlens_result r;
     memset(&st, 0, sizeof st);
     st.limit = LT_ALLOC_LIMIT;
     o.allocator.alloc = lt_alloc;
     o.allocator.free = lt_free;
     o.allocator.user = &st;
-    memset(&err, 0, sizeof err);
-    r = tlens_load(&m, path, &o, &err);
+    memset(e, 0, sizeof *e);
+    r = tlens_load(&m, path, &o, e);
     if (r == TLENS_OK) {
         tt_fail_line(__FILE__, __LINE__, "%s: loading %s succeeded", label, path);
         tlens_free(m);
         return r;
     }
     if (m != NULL) tt_fail_line(__FILE__, __LINE__, "%s: failed load left a model", label);
-    if (err.code != r || err.message[0] == 0)
-        tt_fail_line(__FILE__, __LINE__, "%s: error code %d / message \"%s\" for result %d", label, err.code, err.message, r);
+    if (e->code != r || e->message[0] == 0)
+        tt_fail_line(__FILE__, __LINE__, "%s: error code %d / message \"%s\" for result %d", label, e->code, e->message, r);
     if (st.refused)
         tt_fail_line(__FILE__, __LINE__, "%s: asked for %zu bytes at once (result %d: %s)", label, st.largest, r,
-                     err.message);
+                     e->message);
     if (st.live) tt_fail_line(__FILE__, __LINE__, "%s: %ld blocks leaked", label, st.live);
     return r;
 }
@@ -947,19 +952,13 @@ static tlens_result lt_load_fail(const char *path, const tlens_load_options *bas
 static void lt_expect(const char *path, const tlens_load_options *o, tlens_result want, const char *mention,
                       const char *label) {
     tlens_error err;
-    tlens_model *m;
-    tlens_result r = lt_load_fail(path, o, label);
+    tlens_result r = lt_load_fail(path, o, label, &err);
     if (r == TLENS_OK) return;
     if (want != LT_ANY_ERROR && r != want)
-        tt_fail_line(__FILE__, __LINE__, "%s: result %d (%s), expected %d (%s)", label, r, tlens_result_string(r), want,
-                     tlens_result_string(want));
-    if (mention) {
-        tlens_load_options d = o ? *o : lt_opts(0);
-        tlens_load(&m, path, &d, &err);
-        if (!strstr(err.message, mention))
-            tt_fail_line(__FILE__, __LINE__, "%s: message \"%s\" does not name %s", label, err.message, mention);
-        tlens_free(m);
-    }
+        tt_fail_line(__FILE__, __LINE__, "%s: result %d (%s: %s), expected %d (%s)", label, r, tlens_result_string(r),
+                     err.message, want, tlens_result_string(want));
+    if (mention && !strstr(err.message, mention))
+        tt_fail_line(__FILE__, __LINE__, "%s: message \"%s\" does not name %s", label, err.message, mention);
 }
 
 static void test_loader_bad_paths(void) {
@@ -986,7 +985,7 @@ static void test_loader_bad_paths(void) {
         tlens_result r;
         lt_write_text(dir, "config.json", text);
         free(text);
-        r = lt_load_fail(dir, NULL, "folder without model.safetensors");
+        r = lt_load_fail(dir, NULL, "folder without model.safetensors", NULL);
         TT_CHECK(r == TLENS_ERR_IO || r == TLENS_ERR_MISSING);
     }
     snprintf(path, sizeof path, "%s/config.json", k.dir);
@@ -1092,7 +1091,7 @@ static void test_loader_bad_data_offsets(void) {
         lt_expect_offsets(&k, names[i], b + n, b, "end before begin");
         lt_expect_offsets(&k, names[i], b, b + n - 4, "size below shape*dtype");
         lt_expect_offsets(&k, names[i], b, b + n + 4, "size above shape*dtype");
-        lt_expect_offsets(&k, names[i], b - 4 - n * (i == 0), b - 4 + n * (i != 0), "negative or shifted");
+        lt_expect_offsets(&k, names[i], -4, n - 4, "negative begin");
         lt_expect_offsets(&k, names[i], 9223372036854775000LL, 9223372036854775807LL, "near 2^63");
     }
     lt_case_close(&k);
@@ -1225,7 +1224,7 @@ static const char *const lt_bad_json[] = {
     "", " ", "{", "}", "{\"n_layer\": 2,", "{\"n_layer\": 2} x", "[1, 2]", "{'n_layer': 2}", "{\"n_layer\": 02}",
     "{\"n_layer\" 2}", "{\"a\": \"\\x\"}", "{\"a\": tru}", "{\"a\": \"open}", "{\"a\": \"\\u12\"}", "{\"a\": 1,}",
     "{\"a\": [1, 2}", "{\"a\": -}", "{\"a\": 1.}", "{\"a\": 1e}", "{\"a\": \"tab\there\"}", "{\"a\" : nul}",
-    "{\"a\": 1}}", "\xef\xbb\xbf{\"a\": 1}", "{\"a\": .5}", "{\"a\": +1}", "{\"a\": NaN}", "{\"a\": 0x10}", NULL};
+    "{\"a\": 1}}", "{\"a\": .5}", "{\"a\": +1}", "{\"a\": NaN}", "{\"a\": 0x10}", NULL};
 
 /* {"a": [[[[...]]]]} nested `depth` deep. */
 static char *lt_deep_json(int depth) {
@@ -1247,7 +1246,7 @@ static void test_loader_bad_json_config(void) {
     lt_tmp(dir, sizeof dir, "bad-config", 1);
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     lt_ckpt_write(&k.ck, path);
-    for (i = 0; lt_bad_json[i] || i == 0; i++) {
+    for (i = 0; lt_bad_json[i]; i++) {
         snprintf(path, sizeof path, "%s/config.json", dir);
         tu_write_file(path, lt_bad_json[i], strlen(lt_bad_json[i]));
         snprintf(label, sizeof label, "config.json %d: %.40s", i, lt_bad_json[i]);
@@ -1291,7 +1290,7 @@ static void test_loader_bad_json_header(void) {
     int i;
     char *deep = lt_deep_json(100000);
     LT_OPEN(k, "tiny");
-    for (i = 0; lt_bad_json[i] || i == 0; i++) {
+    for (i = 0; lt_bad_json[i]; i++) {
         snprintf(label, sizeof label, "header %d: %.40s", i, lt_bad_json[i]);
         lt_expect_header(&k, lt_bad_json[i], strlen(lt_bad_json[i]), TLENS_ERR_FORMAT, label);
     }

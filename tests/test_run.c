@@ -190,6 +190,52 @@ static void test_zero_head_z_removes_its_output(void) {
     free(tok);
 }
 
+static int run_hook_zero_head2_input(const char *name, int layer, tlens_tensor *t, void *user) {
+    int r, rows = t->shape[0] * t->shape[1], H = t->shape[2], D = t->shape[3];
+    (void)name; (void)layer; (void)user;
+    for (r = 0; r < rows; r++) memset(t->data + ((size_t)r * H + 2) * D, 0, (size_t)D * sizeof(float));
+    return 0;
+}
+
+/* An edit of one head's hook_q_input reaches only that head's queries:
+ * with its input zeroed, the processed model's LayerNorm gives zeros, so
+ * the head's q is its bias b_Q; the other heads and k, v do not change. */
+static void test_q_input_edit_flows_per_head(void) {
+    tlens_model *m = run_load_mid(0);
+    tlens_ctx *ctx;
+    tlens_error err;
+    int32_t tok[4] = {11, 12, 13, 14};
+    int D, dh, r, i;
+    float *q0, *k0;
+    const tlens_tensor *q, *k;
+    TT_REQUIRE(m != NULL);
+    D = m->cfg.d_model;
+    dh = m->cfg.d_head;
+    tlens_ctx_new(&ctx, m, &err);
+    tlens_set_optional_hooks(ctx, 1);
+    tlens_cache_select(ctx, "blocks.1.attn.hook_q");
+    tlens_cache_select(ctx, "blocks.1.attn.hook_k");
+    TT_REQUIRE(tlens_run(ctx, tok, 1, 4, &err) == TLENS_OK);
+    q0 = (float *)malloc(4 * (size_t)D * sizeof(float));
+    k0 = (float *)malloc(4 * (size_t)D * sizeof(float));
+    memcpy(q0, tlens_cache_act(ctx, "q", 1, NULL)->data, 4 * (size_t)D * sizeof(float));
+    memcpy(k0, tlens_cache_act(ctx, "k", 1, NULL)->data, 4 * (size_t)D * sizeof(float));
+    tlens_add_hook(ctx, "blocks.1.hook_q_input", run_hook_zero_head2_input, NULL);
+    TT_REQUIRE(tlens_run(ctx, tok, 1, 4, &err) == TLENS_OK);
+    q = tlens_cache_act(ctx, "q", 1, NULL);
+    k = tlens_cache_act(ctx, "k", 1, NULL);
+    for (r = 0; r < 4; r++)
+        for (i = 0; i < D; i++) {
+            double want = i / dh == 2 ? m->blocks[1].b_QKV[i] : q0[r * D + i];
+            TT_CHECK_CLOSE(q->data[r * D + i], want, 1e-5, 1e-4);
+            TT_CHECK_CLOSE(k->data[r * D + i], k0[r * D + i], 1e-5, 1e-4);
+        }
+    free(q0);
+    free(k0);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
 /* TransformerLens' get_act_name examples. */
 static void test_act_names(void) {
     char buf[128];
@@ -218,6 +264,7 @@ void tests_run(void) {
     TT_RUN(test_left_padding_matches_single_runs);
     TT_RUN(test_hooks_order_remove_stop);
     TT_RUN(test_zero_head_z_removes_its_output);
+    TT_RUN(test_q_input_edit_flows_per_head);
     TT_RUN(test_act_names);
     TT_RUN(test_glob);
 }
