@@ -193,6 +193,15 @@ TLENS_API tlens_result tlens_load(tlens_model **out, const char *path,
                                   const tlens_load_options *opt,
                                   tlens_error *err);
 
+/* A model of the shape in cfg (d_head and eps may be 0) with random
+ * weights drawn as GPT-2 initialises them (N(0, 0.02), LayerNorm weights
+ * near 1), processed as `opt` says: for tests and benchmarks of real
+ * shapes without the real files. The same seed gives the same model. */
+TLENS_API tlens_result tlens_init_random(tlens_model **out,
+                                         const tlens_config *cfg,
+                                         const tlens_load_options *opt,
+                                         uint64_t seed, tlens_error *err);
+
 /* Load a .tlens file from memory (a memory map, or an array compiled into
  * the program). The memory must stay valid and unchanged while the model
  * lives; a processed float file is used in place, without a copy, when it
@@ -2789,6 +2798,7 @@ static tlens_result tlens__points_update(tlens_ctx *ctx, tlens_error *err) {
 /* Why a run stopped inside the pass. */
 enum { TLENS__STOP_HOOK = 1, TLENS__STOP_NOMEM = 2, TLENS__STOP_SHAPE = 3 };
 
+#ifndef TLENS_NO_HOOKS
 /* Run point i's hooks on the tensor, then keep a copy if it is cached.
  * Returns non-zero when a hook asked to stop. */
 static int tlens__fire(tlens_ctx *ctx, int i, tlens_tensor *t) {
@@ -2815,6 +2825,8 @@ static int tlens__fire(tlens_ctx *ctx, int i, tlens_tensor *t) {
     return 0;
 }
 
+#endif
+
 static tlens_tensor tlens__tensor(float *data, int ndim, int s0, int s1, int s2, int s3) {
     tlens_tensor t;
     t.data = data;
@@ -2824,7 +2836,12 @@ static tlens_tensor tlens__tensor(float *data, int ndim, int s0, int s1, int s2,
 }
 
 /* Fire point `pt` on `data` shaped (s0, s1, s2[, s3]) when it is active;
- * return from the calling function when a hook stops the run. */
+ * return from the calling function when a hook stops the run. With
+ * TLENS_NO_HOOKS nothing fires (the hook and cache calls still link). */
+#ifdef TLENS_NO_HOOKS
+#define TLENS__HOOK(ctx, pt, data, ndim, s0, s1, s2, s3) \
+    do { (void)(ctx); (void)(pt); (void)(data); (void)(s0); (void)(s1); (void)(s2); (void)(s3); } while (0)
+#else
 #define TLENS__HOOK(ctx, pt, data, ndim, s0, s1, s2, s3)                         \
     do {                                                                         \
         if ((ctx)->points[pt].active) {                                          \
@@ -2833,6 +2850,7 @@ static tlens_tensor tlens__tensor(float *data, int ndim, int s0, int s1, int s2,
             if (tlens__stop) return tlens__stop;                                 \
         }                                                                        \
     } while (0)
+#endif
 
 /* ------------------------------------------------------------------------
  * 3.10 Elementwise kernels: LayerNorm, GELU, softmax
@@ -4262,6 +4280,60 @@ TLENS_DEF tlens_result tlens_detect_heads(tlens_ctx *ctx, const int32_t *tokens,
     while (ctx->n_sel > n_sel) tlens__free(ctx->alloc, ctx->sel[--ctx->n_sel].pattern);
     ctx->dirty = 1;
     return r;
+}
+
+/* ------------------------------------------------------------------------
+ * 3.14 Random models, for tests and benchmarks of real shapes
+ * ---------------------------------------------------------------------- */
+static float tlens__rng_normal(uint64_t *state) {
+    /* Box-Muller; one of the pair is enough here */
+    double u1 = tlens__rng_uniform(state), u2 = tlens__rng_uniform(state);
+    if (u1 < 1e-300) u1 = 1e-300;
+    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+}
+
+TLENS_DEF tlens_result tlens_init_random(tlens_model **out, const tlens_config *cfg, const tlens_load_options *opt,
+                                         uint64_t seed, tlens_error *err) {
+    static const tlens_load_options defaults;
+    tlens_config c = *cfg;
+    tlens__state s;
+    tlens_model *m = NULL;
+    tlens_result r;
+    size_t i, n;
+    if (!opt) opt = &defaults;
+    *out = NULL;
+    if (!c.d_head && c.n_heads > 0) c.d_head = c.d_model / c.n_heads;
+    if (!c.eps) c.eps = 1e-5f;
+    if ((r = tlens__config_check(&c, "tlens_init_random", err))) return r;
+    if ((r = tlens__state_alloc(&s, &c, &opt->allocator, err))) return r;
+    /* everything N(0, 0.02), then LayerNorm weights near 1 */
+    n = (size_t)(s.blocks[c.n_layers - 1].b_out + c.d_model - s.buf);
+    for (i = 0; i < n; i++) s.buf[i] = 0.02f * tlens__rng_normal(&seed);
+    for (i = 0; i < (size_t)c.d_model; i++) {
+        int l;
+        s.lnf_w[i] += 1.0f;
+        for (l = 0; l < c.n_layers; l++) { s.blocks[l].ln1_w[i] += 1.0f; s.blocks[l].ln2_w[i] += 1.0f; }
+    }
+    memset(s.b_U, 0, (size_t)c.d_vocab * sizeof(float));
+    if (c.tied) {
+        size_t v, d;
+        for (v = 0; v < (size_t)c.d_vocab; v++)
+            for (d = 0; d < (size_t)c.d_model; d++) s.W_U[d * (size_t)c.d_vocab + v] = s.W_E[v * (size_t)c.d_model + d];
+    }
+    if (!(r = tlens__model_new(&m, &c, &opt->allocator, err))) {
+        m->processing = tlens__flags_from_options(opt);
+        m->wdtype = opt->weight_dtype == TLENS_DTYPE_AUTO ? TLENS_F32 : opt->weight_dtype;
+        tlens__process(&s, &m->cfg, m->processing);
+        r = tlens__model_from_state(m, &s, err);
+    }
+    tlens__state_free(&s, &opt->allocator);
+    if (r) {
+        tlens_free(m);
+        return r;
+    }
+    *out = m;
+    tlens__ok(err);
+    return TLENS_OK;
 }
 
 #endif /* TLENS_IMPLEMENTATION_DONE */
