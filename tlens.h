@@ -1915,6 +1915,7 @@ static tlens_result tlens__st_read(FILE *f, const tlens__st *st, const char *nam
                                rows, cols);
         return tlens__fail(err, TLENS_ERR_SHAPE, "%s: tensor %s should be [%d] for this config.json", path, name, cols);
     }
+    if (!dst) return TLENS_OK; /* checking only */
     esize = tlens__dtype_size((tlens_dtype)e->dtype);
     per_chunk = (1u << 20) / esize;
     chunk = (unsigned char *)tlens__alloc(a, per_chunk * esize);
@@ -1992,62 +1993,70 @@ static tlens_result tlens__st_open(FILE **fp, tlens__st *st, const char *path, c
     return TLENS_OK;
 }
 
-/* Read every GPT-2 tensor of the checkpoint into the state, in HF layout. */
-static tlens_result tlens__read_checkpoint(tlens__state *s, tlens_config *c, const char *path,
-                                           const tlens_allocator *a, tlens_error *err) {
-    FILE *f = NULL;
-    tlens__st st;
+/* The tensors of one block, by their Hugging Face names: the shape in
+ * units of D and M (rows 0: a vector) and where each goes in the state. */
+enum { TLENS__DIM_D = 1, TLENS__DIM_3D = 3, TLENS__DIM_M = -1 };
+static const struct {
+    const char *suffix;
+    int rows, cols;
+    size_t offset;
+} tlens__hf_block_tensors[12] = {
+    {"ln_1.weight", 0, TLENS__DIM_D, offsetof(tlens__state_block, ln1_w)},
+    {"ln_1.bias", 0, TLENS__DIM_D, offsetof(tlens__state_block, ln1_b)},
+    {"attn.c_attn.weight", TLENS__DIM_D, TLENS__DIM_3D, offsetof(tlens__state_block, W_QKV)},
+    {"attn.c_attn.bias", 0, TLENS__DIM_3D, offsetof(tlens__state_block, b_QKV)},
+    {"attn.c_proj.weight", TLENS__DIM_D, TLENS__DIM_D, offsetof(tlens__state_block, W_O)},
+    {"attn.c_proj.bias", 0, TLENS__DIM_D, offsetof(tlens__state_block, b_O)},
+    {"ln_2.weight", 0, TLENS__DIM_D, offsetof(tlens__state_block, ln2_w)},
+    {"ln_2.bias", 0, TLENS__DIM_D, offsetof(tlens__state_block, ln2_b)},
+    {"mlp.c_fc.weight", TLENS__DIM_D, TLENS__DIM_M, offsetof(tlens__state_block, W_in)},
+    {"mlp.c_fc.bias", 0, TLENS__DIM_M, offsetof(tlens__state_block, b_in)},
+    {"mlp.c_proj.weight", TLENS__DIM_M, TLENS__DIM_D, offsetof(tlens__state_block, W_out)},
+    {"mlp.c_proj.bias", 0, TLENS__DIM_D, offsetof(tlens__state_block, b_out)},
+};
+
+static int tlens__hf_dim(int code, const tlens_config *c) {
+    return code == TLENS__DIM_M ? c->d_mlp : code * c->d_model;
+}
+
+/* Read every GPT-2 tensor of the checkpoint into the state (HF layout);
+ * with s NULL only check that each is there with its shape and type, so
+ * that a config.json with absurd sizes fails before anything is allocated. */
+static tlens_result tlens__read_checkpoint(tlens__state *s, tlens_config *c, FILE *f, const tlens__st *st,
+                                           const char *path, const tlens_allocator *a, tlens_error *err) {
     tlens_result r;
-    int l, D = c->d_model, M = c->d_mlp, V = c->d_vocab;
+    int l, i, D = c->d_model, V = c->d_vocab;
     char name[96];
     const char *lm_head = "lm_head.weight";
-    if ((r = tlens__st_open(&f, &st, path, a, err))) return r;
-    if ((r = tlens__st_read(f, &st, "wte.weight", V, D, 0, s->W_E, path, a, err)) ||
-        (r = tlens__st_read(f, &st, "wpe.weight", c->n_ctx, D, 0, s->W_pos, path, a, err)) ||
-        (r = tlens__st_read(f, &st, "ln_f.weight", 0, D, 0, s->lnf_w, path, a, err)) ||
-        (r = tlens__st_read(f, &st, "ln_f.bias", 0, D, 0, s->lnf_b, path, a, err)))
-        goto done;
-    for (l = 0; l < c->n_layers; l++) {
-        tlens__state_block *b = &s->blocks[l];
-        struct { const char *suffix; int rows, cols; float *dst; } parts[12];
-        int i;
-        parts[0].suffix = "ln_1.weight"; parts[0].rows = 0; parts[0].cols = D; parts[0].dst = b->ln1_w;
-        parts[1].suffix = "ln_1.bias"; parts[1].rows = 0; parts[1].cols = D; parts[1].dst = b->ln1_b;
-        parts[2].suffix = "attn.c_attn.weight"; parts[2].rows = D; parts[2].cols = 3 * D; parts[2].dst = b->W_QKV;
-        parts[3].suffix = "attn.c_attn.bias"; parts[3].rows = 0; parts[3].cols = 3 * D; parts[3].dst = b->b_QKV;
-        parts[4].suffix = "attn.c_proj.weight"; parts[4].rows = D; parts[4].cols = D; parts[4].dst = b->W_O;
-        parts[5].suffix = "attn.c_proj.bias"; parts[5].rows = 0; parts[5].cols = D; parts[5].dst = b->b_O;
-        parts[6].suffix = "ln_2.weight"; parts[6].rows = 0; parts[6].cols = D; parts[6].dst = b->ln2_w;
-        parts[7].suffix = "ln_2.bias"; parts[7].rows = 0; parts[7].cols = D; parts[7].dst = b->ln2_b;
-        parts[8].suffix = "mlp.c_fc.weight"; parts[8].rows = D; parts[8].cols = M; parts[8].dst = b->W_in;
-        parts[9].suffix = "mlp.c_fc.bias"; parts[9].rows = 0; parts[9].cols = M; parts[9].dst = b->b_in;
-        parts[10].suffix = "mlp.c_proj.weight"; parts[10].rows = M; parts[10].cols = D; parts[10].dst = b->W_out;
-        parts[11].suffix = "mlp.c_proj.bias"; parts[11].rows = 0; parts[11].cols = D; parts[11].dst = b->b_out;
+    if ((r = tlens__st_read(f, st, "wte.weight", V, D, 0, s ? s->W_E : NULL, path, a, err)) ||
+        (r = tlens__st_read(f, st, "wpe.weight", c->n_ctx, D, 0, s ? s->W_pos : NULL, path, a, err)) ||
+        (r = tlens__st_read(f, st, "ln_f.weight", 0, D, 0, s ? s->lnf_w : NULL, path, a, err)) ||
+        (r = tlens__st_read(f, st, "ln_f.bias", 0, D, 0, s ? s->lnf_b : NULL, path, a, err)))
+        return r;
+    for (l = 0; l < c->n_layers; l++)
         for (i = 0; i < 12; i++) {
+            float *dst = s ? *(float **)(void *)((char *)&s->blocks[l] + tlens__hf_block_tensors[i].offset) : NULL;
+            int rows = tlens__hf_block_tensors[i].rows ? tlens__hf_dim(tlens__hf_block_tensors[i].rows, c) : 0;
             tlens__buf nb;
             nb.p = name; nb.cap = sizeof name; nb.len = 0;
             tlens__puts(&nb, "h.");
             tlens__puti(&nb, l);
             tlens__putc(&nb, '.');
-            tlens__puts(&nb, parts[i].suffix);
-            name[nb.len < sizeof name ? nb.len : sizeof name - 1] = 0;
-            if ((r = tlens__st_read(f, &st, name, parts[i].rows, parts[i].cols, 0, parts[i].dst, path, a, err)))
-                goto done;
+            tlens__puts(&nb, tlens__hf_block_tensors[i].suffix);
+            tlens__putc(&nb, '\0');
+            if ((r = tlens__st_read(f, st, name, rows, tlens__hf_dim(tlens__hf_block_tensors[i].cols, c), 0, dst, path,
+                                    a, err)))
+                return r;
         }
-    }
     /* lm_head.weight (V, D) present: untied; else W_U = wte^T */
-    c->tied = tlens__st_find(&st, lm_head) == NULL;
-    if (!c->tied) {
-        r = tlens__st_read(f, &st, lm_head, V, D, 1, s->W_U, path, a, err);
-    } else {
+    c->tied = tlens__st_find(st, lm_head) == NULL;
+    if (!c->tied) return tlens__st_read(f, st, lm_head, V, D, 1, s ? s->W_U : NULL, path, a, err);
+    if (s) {
         size_t v, d;
         for (v = 0; v < (size_t)V; v++)
             for (d = 0; d < (size_t)D; d++) s->W_U[d * (size_t)V + v] = s->W_E[v * (size_t)D + d];
     }
-done:
-    fclose(f);
-    tlens__free(a, st.entries);
-    return r;
+    return TLENS_OK;
 }
 
 static tlens_result tlens__load_hf(tlens_model **out, const char *dir, const tlens_load_options *o,
@@ -2057,6 +2066,8 @@ static tlens_result tlens__load_hf(tlens_model **out, const char *dir, const tle
     size_t len;
     tlens_config cfg;
     tlens__state s;
+    tlens__st st;
+    FILE *f = NULL;
     tlens_model *m = NULL;
     tlens_result r;
     const tlens_allocator *a = &o->allocator;
@@ -2066,9 +2077,18 @@ static tlens_result tlens__load_hf(tlens_model **out, const char *dir, const tle
     r = tlens__config_parse(&cfg, text, len, path, a, err);
     tlens__free(a, text);
     if (r) return r;
-    if ((r = tlens__state_alloc(&s, &cfg, a, err))) return r;
     tlens__join(path, sizeof path, dir, "model.safetensors");
-    if ((r = tlens__read_checkpoint(&s, &cfg, path, a, err))) goto done;
+    if ((r = tlens__st_open(&f, &st, path, a, err))) return r;
+    if ((r = tlens__read_checkpoint(NULL, &cfg, f, &st, path, a, err)) ||
+        (r = tlens__state_alloc(&s, &cfg, a, err))) {
+        fclose(f);
+        tlens__free(a, st.entries);
+        return r;
+    }
+    r = tlens__read_checkpoint(&s, &cfg, f, &st, path, a, err);
+    fclose(f);
+    tlens__free(a, st.entries);
+    if (r) goto done;
     if ((r = tlens__model_new(&m, &cfg, a, err))) goto done;
     m->processing = tlens__flags_from_options(o);
     m->wdtype = o->weight_dtype == TLENS_DTYPE_AUTO ? TLENS_F32 : o->weight_dtype;
@@ -2518,7 +2538,13 @@ static tlens_result tlens__read_file_aligned(const tlens_allocator *a, const cha
                                              size_t *size, tlens_error *err) {
     FILE *f = fopen(path, "rb");
     long n;
+    char magic[1];
     if (!f) return tlens__fail(err, TLENS_ERR_IO, "cannot open %s (neither a folder with config.json nor a file)", path);
+    /* a folder opens on some systems but cannot be read: try a byte first */
+    if (fread(magic, 1, 1, f) != 1 && !feof(f)) {
+        fclose(f);
+        return tlens__fail(err, TLENS_ERR_IO, "cannot read %s (neither a folder with config.json nor a file)", path);
+    }
     if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
         fclose(f);
         return tlens__fail(err, TLENS_ERR_IO, "cannot determine the size of %s", path);

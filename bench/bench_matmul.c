@@ -5,13 +5,16 @@
  *
  * prints, for each (K, N) of GPT-2 small and M = 1, 16, 128, 1024,
  *   matmul_gflops M=<M> K=<K> N=<N> <GFLOP/s>      (median of several runs)
- * and, for M = 1, the weight bytes streamed per second (matvec_gbps).
- * Then attention's products (gemm_nt_gflops, gemm_nn_gflops; best of
- * several runs). "decode" instead times one token of GPT-2 small (all 49 weight matrices,
- * M = 1, 500 MB in f32: more than the caches hold) and prints ms per token.
+ * and, for M = 1, the weight bytes read per second (matvec_gbps; these
+ * matrices but the last fit in the L3 cache, so this is faster than
+ * memory). Then attention's products (gemm_nt_gflops, gemm_nn_gflops; best
+ * of several runs). "decode" instead times one token of GPT-2 small: all
+ * 49 weight matrices with M = 1, 500 MB in f32, more than the caches hold,
+ * so bound by memory bandwidth; it prints ms per token.
  *
  * With -DTLENS_BENCH_OPENBLAS (and -lopenblas) the same products also run
- * through cblas_sgemm (f32, row-major weights) and print
+ * through cblas_sgemm (f32, row-major weights; after each tlens run, with
+ * a pause between them) and print
  *   openblas_gflops M=<M> K=<K> N=<N> <GFLOP/s>
  *   ratio M=<M> K=<K> N=<N> <tlens / openblas>
  * OpenBLAS is only the yardstick here; tlens never depends on it.
@@ -30,6 +33,9 @@
 #include <time.h>
 #ifdef TLENS_BENCH_OPENBLAS
 #include <cblas.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
 #endif
 
 static double bench_now(void) {
@@ -162,21 +168,44 @@ static void bench_decode(tlens_dtype dt) {
     free(y);
 }
 
+static int bench_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+/* Let the other library's idle threads, which spin for a while after a
+ * call, go to sleep before timing. */
+static void bench_pause(void) {
+#ifdef TLENS_BENCH_OPENBLAS
+    struct timespec ts;
+    ts.tv_sec = 0;
+    ts.tv_nsec = 300000000L;
+    nanosleep(&ts, NULL);
+#endif
+}
+
 int main(int argc, char **argv) {
     tlens_dtype dt = TLENS_F32;
-    double ours[5][4];
     int s, m, i, decode = 0;
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "f16")) dt = TLENS_F16;
         else if (!strcmp(argv[i], "bf16")) dt = TLENS_BF16;
         else if (!strcmp(argv[i], "decode")) decode = 1;
     }
-    printf("# matmul kernels: %s, weights %s\n", TLENS__ISA_NAME,
-           dt == TLENS_F32 ? "f32" : dt == TLENS_F16 ? "f16" : "bf16");
+    printf("# matmul kernels: %s, weights %s, threads %d\n", TLENS__ISA_NAME,
+           dt == TLENS_F32 ? "f32" : dt == TLENS_F16 ? "f16" : "bf16", bench_threads());
+#ifdef TLENS_BENCH_OPENBLAS
+    printf("# openblas: %s, threads %d\n", openblas_get_config(), openblas_get_num_threads());
+#endif
     if (decode) {
         bench_decode(dt);
         return 0;
     }
+    /* Each shape with tlens, then with OpenBLAS, so that both see the same
+     * load from whatever else runs on the machine. */
     for (s = 0; s < 5; s++) {
         bench_case c;
         float *w;
@@ -193,19 +222,29 @@ int main(int argc, char **argv) {
         c.w_rowmajor = w;
         c.bias = NULL;
         for (m = 0; m < 4; m++) {
-            double secs, flops;
+            double secs, flops, ours;
             float *a;
             c.M = bench_ms[m];
             a = bench_random((size_t)c.M * (size_t)c.K);
             c.a = a;
             c.out = (float *)malloc((size_t)c.M * (size_t)c.N * sizeof(float));
-            secs = bench_time(bench_run_tlens, &c);
             flops = 2.0 * c.M * c.K * c.N;
-            ours[s][m] = flops / secs / 1e9;
-            printf("matmul_gflops M=%d K=%d N=%d %.1f\n", c.M, c.K, c.N, ours[s][m]);
+            bench_pause();
+            secs = bench_time(bench_run_tlens, &c);
+            ours = flops / secs / 1e9;
+            printf("matmul_gflops M=%d K=%d N=%d %.1f\n", c.M, c.K, c.N, ours);
             if (c.M == 1)
                 printf("matvec_gbps K=%d N=%d %.1f\n", c.K, c.N,
                        (double)tlens__mat_bytes(c.K, c.N, dt) / secs / 1e9);
+#ifdef TLENS_BENCH_OPENBLAS
+            {
+                double theirs;
+                bench_pause();
+                theirs = flops / bench_time(bench_run_openblas, &c) / 1e9;
+                printf("openblas_gflops M=%d K=%d N=%d %.1f\n", c.M, c.K, c.N, theirs);
+                printf("ratio M=%d K=%d N=%d %.2f\n", c.M, c.K, c.N, ours / theirs);
+            }
+#endif
             fflush(stdout);
             free(a);
             free(c.out);
@@ -213,34 +252,7 @@ int main(int argc, char **argv) {
         free(packed);
         free(w);
     }
+    bench_pause();
     bench_attention();
-#ifdef TLENS_BENCH_OPENBLAS
-    /* After all of tlens' runs, so that neither library's idle threads
-     * (which spin for a while after a call) slow the other down. */
-    for (s = 0; s < 5; s++) {
-        bench_case c;
-        float *w;
-        c.K = bench_shapes[s][0];
-        c.N = bench_shapes[s][1];
-        w = bench_random((size_t)c.K * (size_t)c.N);
-        c.w_rowmajor = w;
-        for (m = 0; m < 4; m++) {
-            double secs, gflops;
-            float *a;
-            c.M = bench_ms[m];
-            a = bench_random((size_t)c.M * (size_t)c.K);
-            c.a = a;
-            c.out = (float *)malloc((size_t)c.M * (size_t)c.N * sizeof(float));
-            secs = bench_time(bench_run_openblas, &c);
-            gflops = 2.0 * c.M * c.K * c.N / secs / 1e9;
-            printf("openblas_gflops M=%d K=%d N=%d %.1f\n", c.M, c.K, c.N, gflops);
-            printf("ratio M=%d K=%d N=%d %.2f\n", c.M, c.K, c.N, ours[s][m] / gflops);
-            fflush(stdout);
-            free(a);
-            free(c.out);
-        }
-        free(w);
-    }
-#endif
     return 0;
 }

@@ -157,7 +157,7 @@ static int lt_write_text(const char *dir, const char *file, const char *text) {
  * A checkpoint in memory: tensors of any dtype, written as safetensors
  * ---------------------------------------------------------------------- */
 typedef struct lt_tensor {
-    char name[96];
+    char name[400];        /* written as is (JSON escapes allowed) */
     char dtype[16];        /* written as is */
     int ndim;
     long long shape[4];
@@ -171,6 +171,8 @@ typedef struct lt_ckpt {
     lt_tensor *t;
     int n, cap;
     int metadata;          /* write a __metadata__ entry first */
+    int pretty;            /* indented JSON with spaces after ':' and ',' */
+    int no_pad;            /* no spaces padding the header to 8 bytes */
 } lt_ckpt;
 
 static size_t lt_numel(const lt_tensor *t) {
@@ -235,6 +237,8 @@ static void lt_ckpt_copy(lt_ckpt *dst, const lt_ckpt *src) {
     int i;
     memset(dst, 0, sizeof *dst);
     dst->metadata = src->metadata;
+    dst->pretty = src->pretty;
+    dst->no_pad = src->no_pad;
     for (i = 0; i < src->n; i++) {
         const lt_tensor *s = &src->t[i];
         lt_tensor *t = lt_ckpt_add(dst, s->name, s->dtype, s->ndim, s->shape, s->bytes);
@@ -252,11 +256,21 @@ static float lt_f32_at(const lt_tensor *t, size_t i) { return lt_get_f32(t->data
  * GPT2LMHeadModel does with "transformer."). */
 static void lt_ckpt_prefix(lt_ckpt *c, const char *prefix) {
     int i;
-    char tmp[96];
+    char tmp[600];
     for (i = 0; i < c->n; i++) {
         if (strcmp(c->t[i].name, "lm_head.weight") == 0) continue;
         snprintf(tmp, sizeof tmp, "%s%s", prefix, c->t[i].name);
-        memcpy(c->t[i].name, tmp, sizeof tmp);
+        snprintf(c->t[i].name, sizeof c->t[i].name, "%.399s", tmp);
+    }
+}
+
+/* Write the first character of every name as a JSON \\u escape. */
+static void lt_ckpt_escape_names(lt_ckpt *c) {
+    int i;
+    char tmp[600];
+    for (i = 0; i < c->n; i++) {
+        snprintf(tmp, sizeof tmp, "\\u%04x%s", (unsigned char)c->t[i].name[0], c->t[i].name + 1);
+        snprintf(c->t[i].name, sizeof c->t[i].name, "%.399s", tmp);
     }
 }
 
@@ -322,20 +336,23 @@ static void lt_ckpt_convert(lt_ckpt *c, const char *dtype) {
 
 /* The JSON header, padded with spaces to a multiple of 8 bytes. */
 static void lt_ckpt_header(const lt_ckpt *c, lt_str *h) {
+    const char *nl = c->pretty ? "\n  " : "", *co = c->pretty ? ": " : ":", *cm = c->pretty ? ", " : ",";
     size_t off = 0;
     int i, d;
-    lt_str_add(h, "{");
-    if (c->metadata) lt_str_add(h, "\"__metadata__\":{\"format\":\"pt\",\"note\":\"written by test_loader\"}");
+    lt_str_add(h, "{%s", nl);
+    if (c->metadata)
+        lt_str_add(h, "\"__metadata__\"%s{\"format\"%s\"pt\"%s\"note\"%s\"written by test_loader\"}", co, co, cm, co);
     for (i = 0; i < c->n; i++) {
         const lt_tensor *t = &c->t[i];
-        lt_str_add(h, "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[", i || c->metadata ? "," : "", t->name, t->dtype);
-        for (d = 0; d < t->ndim; d++) lt_str_add(h, "%s%lld", d ? "," : "", t->shape[d]);
-        if (t->fake_offsets) lt_str_add(h, "],\"data_offsets\":[%lld,%lld]}", t->fb, t->fe);
-        else lt_str_add(h, "],\"data_offsets\":[%zu,%zu]}", off, off + t->bytes);
+        lt_str_add(h, "%s%s\"%s\"%s{\"dtype\"%s\"%s\"%s\"shape\"%s[", i || c->metadata ? "," : "",
+                   i || c->metadata ? nl : "", t->name, co, co, t->dtype, cm, co);
+        for (d = 0; d < t->ndim; d++) lt_str_add(h, "%s%lld", d ? cm : "", t->shape[d]);
+        if (t->fake_offsets) lt_str_add(h, "]%s\"data_offsets\"%s[%lld%s%lld]}", cm, co, t->fb, cm, t->fe);
+        else lt_str_add(h, "]%s\"data_offsets\"%s[%zu%s%zu]}", cm, co, off, cm, off + t->bytes);
         off += t->bytes;
     }
-    lt_str_add(h, "}");
-    while (h->len % 8) lt_str_add(h, " ");
+    lt_str_add(h, "%s}", c->pretty ? "\n" : "");
+    while (!c->no_pad && h->len % 8) lt_str_add(h, " ");
 }
 
 /* The whole safetensors file in memory. */

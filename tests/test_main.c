@@ -9,11 +9,13 @@
 #include "test_reference.c"
 #include "test_run.c"
 #include "test_toolkit.c"
+#include "test_loader.c"
 
 int main(int argc, char **argv) {
     if (argc > 1) tt.filter = argv[1];
     tests_reference();
     tests_run();
     tests_toolkit();
+    tests_loader();
     return tt_finish();
 }

@@ -1,11 +1,12 @@
-/* Tests of the matrix multiplication kernels (tlens.h section 3.8).
+/* Tests of the matrix multiplication kernels (tlens.h, "Kernels: matrix
+ * multiplication").
  *
  * Included into the test program's one translation unit after tlens.h (with
  * TLENS_IMPLEMENTATION) and tests/tlens_test.h, since the kernels are
- * static. Entry point: tests_matmul(). Every kernel path is tested by
- * building with different flags: -march=native (AVX-512), -mavx2 -mfma,
- * -DTLENS_NO_SIMD, an AArch64 cross compiler (NEON), and -fopenmp for the
- * thread-count test. */
+ * static. Entry point: tests_matmul(). Each build tests one kernel path,
+ * so build the tests several times: -march=native (AVX-512 here),
+ * -mavx2 -mfma, -DTLENS_NO_SIMD, for AArch64 under qemu (NEON), and with
+ * -fopenmp for the thread-count test (wip/mm_check.sh does all of them). */
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -201,6 +202,37 @@ static void test_matmul_rows_independent_of_m(void) {
     free(one);
 }
 
+/* A product with a range of W's rows (one head's part of W_O), with a row
+ * stride larger than the row: against a reference from tlens__mat_get. */
+static void test_matmul_rows_of_w(void) {
+    static const int cases[][4] = { /* M, K_begin, K_count, lda */
+        {1, 64, 64, 768}, {5, 3, 130, 140}, {30, 0, 300, 300}, {13, 299, 1, 5}, {2, 7, 0, 1}};
+    const int K = 300, N = 70;
+    tlens__mat w = tmm__random_mat(K, N, TLENS_BF16);
+    float *bias = tmm__random((size_t)N);
+    size_t c;
+    for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int M = cases[c][0], k0 = cases[c][1], kn = cases[c][2], lda = cases[c][3], i, k, n, bad = 0;
+        float *a = tmm__random(tmm__n(M, lda)), *out = tmm__filled(tmm__n(M, N), 5.0f);
+        tlens__matmul_rows(out, a, lda, &w, k0, kn, bias, M);
+        for (i = 0; i < M; i++)
+            for (n = 0; n < N; n++) {
+                float want = bias[n], mag = (float)fabs(bias[n]);
+                for (k = 0; k < kn; k++) {
+                    float term = a[tmm__n(i, lda) + (size_t)k] * tlens__mat_get(&w, k0 + k, n);
+                    want += term;
+                    mag += (float)fabs(term);
+                }
+                bad += !tmm__close(out[tmm__n(i, N) + (size_t)n], want, mag);
+            }
+        TT_CHECK_INT(bad, 0);
+        free(a);
+        free(out);
+    }
+    free((void *)w.data);
+    free(bias);
+}
+
 /* gemm_nt and gemm_nn against their references, with row strides larger
  * than the rows (as for heads inside a (pos, n_heads * d_head) buffer). */
 static void tmm__check_gemm(int M, int N, int K, int transposed) {
@@ -315,6 +347,7 @@ void tests_matmul(void) {
     TT_RUN(test_matmul_f32_matches_reference);
     TT_RUN(test_matmul_f16_bf16_match_reference);
     TT_RUN(test_matmul_rows_independent_of_m);
+    TT_RUN(test_matmul_rows_of_w);
     TT_RUN(test_gemm_nt_matches_reference);
     TT_RUN(test_gemm_nn_matches_reference);
     TT_RUN(test_matmul_same_result_with_1_and_2_threads);
