@@ -13,7 +13,7 @@ $(BUILD):
 	mkdir -p $(BUILD) $(BUILD)/test-tmp
 
 $(BUILD)/tlens: examples/tlens.c tlens.h | $(BUILD)
-	$(CC) $(WARN) $(CFLAGS) -I. -o $@ examples/tlens.c $(LDLIBS)
+	$(CC) $(WARN) $(CFLAGS) -I. -DTLENS_TOKENIZER_DIR='"$(CURDIR)/tokenizer"' -o $@ examples/tlens.c $(LDLIBS)
 
 $(BUILD)/tlens-convert: convert/tlens-convert.c tlens.h | $(BUILD)
 	$(CC) $(WARN) $(CFLAGS) -I. -o $@ convert/tlens-convert.c $(LDLIBS)

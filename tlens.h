@@ -37,20 +37,31 @@
  *     }
  *
  * TABLE OF CONTENTS
- *   1. Compile-time options
- *   2. Public API: results and errors, configuration, loading, running,
- *      hooks and the activation cache
+ *   1. Compile-time options (below)
+ *   2. Public API
+ *      2.1 Results and errors
+ *      2.2 Allocation
+ *      2.3 The tokenizer
+ *      2.4 Model configuration, as TransformerLens names it
+ *      2.5 Loading
+ *      2.6 Tensors, hooks and the run context
+ *      2.7 .npy files (not with TLENS_NO_STDIO)
+ *      2.8 The interpretability toolkit
  *   3. Implementation
  *      3.1 Errors, allocation, files
  *      3.2 Half-precision conversion, little-endian reads
- *      3.3 A small JSON reader (config.json, safetensors headers)
- *      3.4 safetensors
- *      3.5 Loading a Hugging Face GPT-2 folder
- *      3.6 Weight processing (fold_ln, centring, value-bias folding)
- *      3.7 The .tlens file format
- *      3.8 Kernels: matmul, LayerNorm, GELU, softmax
- *      3.9 The forward pass
- *      3.10 Hook points and the activation cache
+ *      3.3 The tokenizer: GPT-2's byte-level BPE
+ *      3.4 A small JSON reader
+ *      3.5 Kernels (placeholder: plain row-major layout; replaced by the packed
+ *      3.6 The model: parameters, configuration, safetensors, Hugging Face
+ *      3.7 Weight processing, as TransformerLens' from_pretrained does it
+ *      3.8 The .tlens file format
+ *      3.9 Hook points
+ *      3.10 Elementwise kernels: LayerNorm, GELU, softmax
+ *      3.11 The forward pass
+ *      3.12 .npy files (numpy's format), for activations on disk
+ *      3.13 The interpretability toolkit: loss, generation, ablation and
+ *      3.14 Random models, for tests and benchmarks of real shapes
  *   4. License
  *
  * COMPILE-TIME OPTIONS (define before including with TLENS_IMPLEMENTATION)
@@ -139,7 +150,117 @@ typedef struct tlens_allocator {
 } tlens_allocator;
 
 /* ------------------------------------------------------------------------
- * 2.3 Model configuration, as TransformerLens names it
+ * 2.3 The tokenizer
+ *
+ * GPT-2's byte-level BPE, giving the same ids as OpenAI's tiktoken
+ * ("gpt2") and Hugging Face's GPT2TokenizerFast, read from vocab.json +
+ * merges.txt (Hugging Face's names) or encoder.json + vocab.bpe (OpenAI's).
+ *
+ * Text is bytes. UTF-8 is expected, but any byte string encodes, and
+ * decoding gives back exactly the same bytes. A byte that does not begin a
+ * well-formed UTF-8 sequence (as the Unicode standard defines it: no
+ * overlong forms, no surrogates U+D800..U+DFFF, nothing above U+10FFFF, no
+ * truncated sequence) is a pre-token of its own and so becomes the token of
+ * that single byte; it also ends the pre-tokens around it, like a
+ * character that is neither a letter, a number nor white space. (tiktoken
+ * cannot take such text; Python would have replaced each bad byte by
+ * U+FFFD before.)
+ *
+ * "<|endoftext|>" written in the text becomes the end-of-text token
+ * (50256), as in Hugging Face and TransformerLens, and the text around it
+ * is encoded as if it were two separate texts.
+ *
+ * A tokenizer is read-only after loading: several threads may encode and
+ * decode with one tokenizer at once.
+ * ---------------------------------------------------------------------- */
+typedef struct tlens_tokenizer tlens_tokenizer;
+
+/* GPT-2's end-of-text token, also its beginning-of-sequence (BOS) token. */
+#define TLENS_EOT 50256
+
+/* Load the tokenizer files of folder `dir`: vocab.json + merges.txt, else
+ * encoder.json + vocab.bpe. `alloc` may be NULL (malloc). Not with
+ * TLENS_NO_STDIO. */
+TLENS_API tlens_result tlens_tokenizer_load(tlens_tokenizer **out, const char *dir,
+                                            const tlens_allocator *alloc,
+                                            tlens_error *err);
+
+/* Load from two named files: a vocabulary (vocab.json / encoder.json) and
+ * a merge list (merges.txt / vocab.bpe). Not with TLENS_NO_STDIO. */
+TLENS_API tlens_result tlens_tokenizer_load_files(tlens_tokenizer **out,
+                                                  const char *vocab_path,
+                                                  const char *merges_path,
+                                                  const tlens_allocator *alloc,
+                                                  tlens_error *err);
+
+/* Load from the contents of the two files in memory (not NUL-terminated
+ * necessarily); nothing is kept pointing into them.
+ *
+ * vocab.json must be a JSON object mapping each token, written in GPT-2's
+ * byte-to-character alphabet, to its id; the ids must be 0..n-1, each
+ * once, and every one of the 256 bytes must have a token. merges.txt has
+ * an optional "#version" first line, then one merge per line: two tokens
+ * separated by one space, highest priority first; both tokens and their
+ * concatenation must be in the vocabulary. Anything else fails with
+ * TLENS_ERR_TOKENIZER and a message naming the file, line and column. */
+TLENS_API tlens_result tlens_tokenizer_load_memory(tlens_tokenizer **out,
+                                                   const char *vocab_json, size_t vocab_len,
+                                                   const char *merges_txt, size_t merges_len,
+                                                   const tlens_allocator *alloc,
+                                                   tlens_error *err);
+
+/* Free a tokenizer (NULL is fine). */
+TLENS_API void tlens_tokenizer_free(tlens_tokenizer *tok);
+
+/* The number of tokens (50257 for GPT-2): ids are 0..vocab_size-1. */
+TLENS_API int tlens_tokenizer_vocab_size(const tlens_tokenizer *tok);
+
+/* Encode len bytes of text into ids (text may be NULL when len is 0). With
+ * prepend_bos the end-of-text token comes first, as TransformerLens'
+ * to_tokens does by default. *n_out gets the number of ids.
+ *
+ * The count is at most len + 1, so room for len + 1 ids is always enough.
+ * With less room the first `cap` ids are written, *n_out still gets the
+ * full count, and the result is TLENS_ERR_ARG. Fails with TLENS_ERR_NOMEM
+ * only when a very long pre-token (a run of thousands of letters or
+ * spaces) needs working memory that cannot be had. */
+TLENS_API tlens_result tlens_encode(const tlens_tokenizer *tok, const char *text,
+                                    size_t len, int prepend_bos, int32_t *ids,
+                                    size_t cap, size_t *n_out, tlens_error *err);
+
+/* Decode n ids into the bytes they stand for (the exact inverse of
+ * tlens_encode). *len_out gets the number of bytes; when it is below cap a
+ * NUL follows them (not counted). With less room than *len_out bytes
+ * nothing is written and the result is TLENS_ERR_ARG: call with out NULL
+ * and cap 0 to learn the length. An id outside the vocabulary is
+ * TLENS_ERR_TOKEN. */
+TLENS_API tlens_result tlens_decode(const tlens_tokenizer *tok, const int32_t *ids,
+                                    size_t n, char *out, size_t cap,
+                                    size_t *len_out, tlens_error *err);
+
+/* The bytes of one token, as TransformerLens' to_str_tokens shows them:
+ * *len gets the length (a token may hold a NUL byte, or part of a UTF-8
+ * character); the bytes are followed by a NUL. NULL (and *len 0) for an id
+ * outside the vocabulary. `len` may be NULL. */
+TLENS_API const char *tlens_token_bytes(const tlens_tokenizer *tok, int32_t id,
+                                        size_t *len);
+
+/* The id of a text that is exactly one token (TransformerLens'
+ * to_single_token); TLENS_ERR_ARG when it encodes to no token or to more
+ * than one. */
+TLENS_API tlens_result tlens_to_single_token(const tlens_tokenizer *tok,
+                                             const char *text, size_t len,
+                                             int32_t *id, tlens_error *err);
+
+/* The position of token `id` in ids[0..n): its first occurrence, or its
+ * last when `last` is non-zero (TransformerLens' get_token_position with
+ * mode "first" / "last"). -1 when absent; positions above INT_MAX are not
+ * searched. */
+TLENS_API int tlens_token_position(const int32_t *ids, size_t n, int32_t id,
+                                   int last);
+
+/* ------------------------------------------------------------------------
+ * 2.4 Model configuration, as TransformerLens names it
  * ---------------------------------------------------------------------- */
 typedef struct tlens_config {
     int n_layers;   /* HF n_layer                                          */
@@ -167,7 +288,7 @@ typedef enum tlens_dtype {
 } tlens_dtype;
 
 /* ------------------------------------------------------------------------
- * 2.4 Loading
+ * 2.5 Loading
  *
  * tlens_load_options is valid when zero-initialised, and a NULL pointer
  * means all defaults: TransformerLens' from_pretrained processing (fold_ln,
@@ -218,11 +339,14 @@ TLENS_API void tlens_free(tlens_model *model);
 TLENS_API tlens_result tlens_save(const tlens_model *model, const char *path,
                                   tlens_error *err);
 TLENS_API const tlens_config *tlens_model_config(const tlens_model *model);
+/* The tokenizer that came with the model (vocab.json + merges.txt in the
+ * folder, or the one stored in the .tlens file), or NULL. */
+TLENS_API const tlens_tokenizer *tlens_model_tokenizer(const tlens_model *model);
 /* 1 when the weights were processed as in from_pretrained (fold_ln ...). */
 TLENS_API int tlens_model_processed(const tlens_model *model);
 
 /* ------------------------------------------------------------------------
- * 2.5 Tensors, hooks and the run context
+ * 2.6 Tensors, hooks and the run context
  *
  * A tlens_ctx holds everything one forward pass writes: the activation
  * area, the hooks and the cache. A model may be shared by several threads,
@@ -335,7 +459,7 @@ TLENS_API const tlens_tensor *tlens_cache_act(const tlens_ctx *ctx,
                                               const char *layer_type);
 
 /* ------------------------------------------------------------------------
- * 2.6 .npy files (not with TLENS_NO_STDIO)
+ * 2.7 .npy files (not with TLENS_NO_STDIO)
  * ---------------------------------------------------------------------- */
 /* Write a tensor as float32 .npy in its shape. */
 TLENS_API tlens_result tlens_npy_save(const char *path, const tlens_tensor *t,
@@ -347,7 +471,7 @@ TLENS_API tlens_result tlens_npy_load(const char *path, tlens_tensor *out,
 TLENS_API void tlens_tensor_free(tlens_tensor *t);
 
 /* ------------------------------------------------------------------------
- * 2.7 The interpretability toolkit
+ * 2.8 The interpretability toolkit
  * ---------------------------------------------------------------------- */
 
 /* Next-token cross-entropy of the last run on `tokens` [batch, pos]
@@ -832,8 +956,1496 @@ static void tlens__decode_floats(float *dst, const unsigned char *src, size_t n,
     }
 }
 
+/* tok_impl.h - implementation of tlens' GPT-2 tokenizer (to be spliced into
+ * the implementation part of tlens.h, after 3.2; it uses tlens__fail,
+ * tlens__vformat, tlens__alloc, tlens__read_file, tlens__join ...). */
+
 /* ------------------------------------------------------------------------
- * 3.3 A small JSON reader
+ * 3.3 The tokenizer: GPT-2's byte-level BPE
+ *
+ * How GPT-2 turns text into token ids, in four steps:
+ *
+ * 1. Special tokens. Each "<|endoftext|>" in the text becomes its id
+ *    (50256); the stretches of text between are tokenized on their own.
+ *
+ * 2. Pre-tokenizing. A stretch of text is cut into pre-tokens, left to
+ *    right, by the regular expression
+ *        's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+ *    where at each position the first alternative that matches wins:
+ *    an English contraction; a run of letters, of numbers or of other
+ *    characters (punctuation, symbols, marks), each of which may take one
+ *    plain space in front; or white space. "\s+(?!\S)" stops a run of
+ *    white space before its last character when a non-space follows, so
+ *    that the last space goes with the next word: "a   b" is "a", "  ",
+ *    " b". No regex engine is needed: tlens__tok_piece_end does this by
+ *    hand, with the character classes of Unicode 16.0 (the version
+ *    tiktoken's Rust regex engine has) generated by tools/gen_unicode.py.
+ *    A byte that is not part of well-formed UTF-8 is a pre-token of its
+ *    own (and so becomes its byte's token).
+ *
+ * 3. Byte-pair encoding (BPE), on each pre-token by itself. Start from its
+ *    bytes, one token each; then again and again merge the two adjacent
+ *    tokens whose concatenation is the token of lowest rank (the earliest
+ *    line of merges.txt), the leftmost pair when ranks tie, until no
+ *    adjacent pair concatenates to a token. As in tiktoken, any two
+ *    adjacent tokens whose bytes together form a merged token merge, not
+ *    only the pair that merges.txt names ("Ġt he" makes "Ġthe", but "Ġ"
+ *    next to "the" merges into it as well), so the pair table below holds
+ *    every split of every token into two tokens. Also as in tiktoken, a
+ *    pre-token that is itself a token is that token at once.
+ *
+ * 4. Ids. vocab.json gives each token (a byte string) its id. Decoding is
+ *    concatenating the byte strings of the ids.
+ *
+ * The files write bytes as characters (GPT-2's byte alphabet, see
+ * tlens__tok_byte_of_char), because a token may be any byte string, half
+ * of a UTF-8 character included.
+ * ---------------------------------------------------------------------- */
+
+/* BEGIN tables generated by tools/gen_unicode.py; do not edit */
+/* Unicode 16.0. Classes: 0 other, 1 letter (\p{L}), 2 number (\p{N}),
+ * 3 space (\s, the White_Space property). */
+enum { TLENS__TOK_OTHER = 0, TLENS__TOK_LETTER = 1, TLENS__TOK_NUMBER = 2, TLENS__TOK_SPACE = 3 };
+
+static const unsigned char tlens__tok_ascii_class[128] = {
+    0,0,0,0,0,0,0,0,0,3,3,3,3,3,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,
+    3,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,2,2,2,2,2,2,2,2,2,2,0,0,0,0,0,0,
+    0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0,
+    0,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,0,0,0,0,0,
+};
+
+/* Runs of one class covering 0..0x10FFFF: (first code point << 2) | class,
+ * ascending; a run ends where the next begins. */
+#define TLENS__TOK_CLASS_RUNS 1610
+static const uint32_t tlens__tok_class_runs[TLENS__TOK_CLASS_RUNS] = {
+    0x0, 0x27, 0x38, 0x83, 0x84, 0xc2, 0xe8, 0x105,
+    0x16c, 0x185, 0x1ec, 0x217, 0x218, 0x283, 0x284, 0x2a9,
+    0x2ac, 0x2ca, 0x2d0, 0x2d5, 0x2d8, 0x2e6, 0x2e9, 0x2ec,
+    0x2f2, 0x2fc, 0x301, 0x35c, 0x361, 0x3dc, 0x3e1, 0xb08,
+    0xb19, 0xb48, 0xb81, 0xb94, 0xbb1, 0xbb4, 0xbb9, 0xbbc,
+    0xdc1, 0xdd4, 0xdd9, 0xde0, 0xde9, 0xdf8, 0xdfd, 0xe00,
+    0xe19, 0xe1c, 0xe21, 0xe2c, 0xe31, 0xe34, 0xe39, 0xe88,
+    0xe8d, 0xfd8, 0xfdd, 0x1208, 0x1229, 0x14c0, 0x14c5, 0x155c,
+    0x1565, 0x1568, 0x1581, 0x1624, 0x1741, 0x17ac, 0x17bd, 0x17cc,
+    0x1881, 0x192c, 0x1982, 0x19a8, 0x19b9, 0x19c0, 0x19c5, 0x1b50,
+    0x1b55, 0x1b58, 0x1b95, 0x1b9c, 0x1bb9, 0x1bc2, 0x1be9, 0x1bf4,
+    0x1bfd, 0x1c00, 0x1c41, 0x1c44, 0x1c49, 0x1cc0, 0x1d35, 0x1e98,
+    0x1ec5, 0x1ec8, 0x1f02, 0x1f29, 0x1fac, 0x1fd1, 0x1fd8, 0x1fe9,
+    0x1fec, 0x2001, 0x2058, 0x2069, 0x206c, 0x2091, 0x2094, 0x20a1,
+    0x20a4, 0x2101, 0x2164, 0x2181, 0x21ac, 0x21c1, 0x2220, 0x2225,
+    0x223c, 0x2281, 0x2328, 0x2411, 0x24e8, 0x24f5, 0x24f8, 0x2541,
+    0x2544, 0x2561, 0x2588, 0x259a, 0x25c0, 0x25c5, 0x2604, 0x2615,
+    0x2634, 0x263d, 0x2644, 0x264d, 0x26a4, 0x26a9, 0x26c4, 0x26c9,
+    0x26cc, 0x26d9, 0x26e8, 0x26f5, 0x26f8, 0x2739, 0x273c, 0x2771,
+    0x2778, 0x277d, 0x2788, 0x279a, 0x27c1, 0x27c8, 0x27d2, 0x27e8,
+    0x27f1, 0x27f4, 0x2815, 0x282c, 0x283d, 0x2844, 0x284d, 0x28a4,
+    0x28a9, 0x28c4, 0x28c9, 0x28d0, 0x28d5, 0x28dc, 0x28e1, 0x28e8,
+    0x2965, 0x2974, 0x2979, 0x297c, 0x299a, 0x29c0, 0x29c9, 0x29d4,
+    0x2a15, 0x2a38, 0x2a3d, 0x2a48, 0x2a4d, 0x2aa4, 0x2aa9, 0x2ac4,
+    0x2ac9, 0x2ad0, 0x2ad5, 0x2ae8, 0x2af5, 0x2af8, 0x2b41, 0x2b44,
+    0x2b81, 0x2b88, 0x2b9a, 0x2bc0, 0x2be5, 0x2be8, 0x2c15, 0x2c34,
+    0x2c3d, 0x2c44, 0x2c4d, 0x2ca4, 0x2ca9, 0x2cc4, 0x2cc9, 0x2cd0,
+    0x2cd5, 0x2ce8, 0x2cf5, 0x2cf8, 0x2d71, 0x2d78, 0x2d7d, 0x2d88,
+    0x2d9a, 0x2dc0, 0x2dc5, 0x2dca, 0x2de0, 0x2e0d, 0x2e10, 0x2e15,
+    0x2e2c, 0x2e39, 0x2e44, 0x2e49, 0x2e58, 0x2e65, 0x2e6c, 0x2e71,
+    0x2e74, 0x2e79, 0x2e80, 0x2e8d, 0x2e94, 0x2ea1, 0x2eac, 0x2eb9,
+    0x2ee8, 0x2f41, 0x2f44, 0x2f9a, 0x2fcc, 0x3015, 0x3034, 0x3039,
+    0x3044, 0x3049, 0x30a4, 0x30a9, 0x30e8, 0x30f5, 0x30f8, 0x3161,
+    0x316c, 0x3175, 0x3178, 0x3181, 0x3188, 0x319a, 0x31c0, 0x31e2,
+    0x31fc, 0x3201, 0x3204, 0x3215, 0x3234, 0x3239, 0x3244, 0x3249,
+    0x32a4, 0x32a9, 0x32d0, 0x32d5, 0x32e8, 0x32f5, 0x32f8, 0x3375,
+    0x337c, 0x3381, 0x3388, 0x339a, 0x33c0, 0x33c5, 0x33cc, 0x3411,
+    0x3434, 0x3439, 0x3444, 0x3449, 0x34ec, 0x34f5, 0x34f8, 0x3539,
+    0x353c, 0x3551, 0x355c, 0x3562, 0x357d, 0x3588, 0x359a, 0x35e4,
+    0x35e9, 0x3600, 0x3615, 0x365c, 0x3669, 0x36c8, 0x36cd, 0x36f0,
+    0x36f5, 0x36f8, 0x3701, 0x371c, 0x379a, 0x37c0, 0x3805, 0x38c4,
+    0x38c9, 0x38d0, 0x3901, 0x391c, 0x3942, 0x3968, 0x3a05, 0x3a0c,
+    0x3a11, 0x3a14, 0x3a19, 0x3a2c, 0x3a31, 0x3a90, 0x3a95, 0x3a98,
+    0x3a9d, 0x3ac4, 0x3ac9, 0x3ad0, 0x3af5, 0x3af8, 0x3b01, 0x3b14,
+    0x3b19, 0x3b1c, 0x3b42, 0x3b68, 0x3b71, 0x3b80, 0x3c01, 0x3c04,
+    0x3c82, 0x3cd0, 0x3d01, 0x3d20, 0x3d25, 0x3db4, 0x3e21, 0x3e34,
+    0x4001, 0x40ac, 0x40fd, 0x4102, 0x4128, 0x4141, 0x4158, 0x4169,
+    0x4178, 0x4185, 0x4188, 0x4195, 0x419c, 0x41b9, 0x41c4, 0x41d5,
+    0x4208, 0x4239, 0x423c, 0x4242, 0x4268, 0x4281, 0x4318, 0x431d,
+    0x4320, 0x4335, 0x4338, 0x4341, 0x43ec, 0x43f1, 0x4924, 0x4929,
+    0x4938, 0x4941, 0x495c, 0x4961, 0x4964, 0x4969, 0x4978, 0x4981,
+    0x4a24, 0x4a29, 0x4a38, 0x4a41, 0x4ac4, 0x4ac9, 0x4ad8, 0x4ae1,
+    0x4afc, 0x4b01, 0x4b04, 0x4b09, 0x4b18, 0x4b21, 0x4b5c, 0x4b61,
+    0x4c44, 0x4c49, 0x4c58, 0x4c61, 0x4d6c, 0x4da6, 0x4df4, 0x4e01,
+    0x4e40, 0x4e81, 0x4fd8, 0x4fe1, 0x4ff8, 0x5005, 0x59b4, 0x59bd,
+    0x5a03, 0x5a05, 0x5a6c, 0x5a81, 0x5bac, 0x5bba, 0x5bc5, 0x5be4,
+    0x5c01, 0x5c48, 0x5c7d, 0x5cc8, 0x5d01, 0x5d48, 0x5d81, 0x5db4,
+    0x5db9, 0x5dc4, 0x5e01, 0x5ed0, 0x5f5d, 0x5f60, 0x5f71, 0x5f74,
+    0x5f82, 0x5fa8, 0x5fc2, 0x5fe8, 0x6042, 0x6068, 0x6081, 0x61e4,
+    0x6201, 0x6214, 0x621d, 0x62a4, 0x62a9, 0x62ac, 0x62c1, 0x63d8,
+    0x6401, 0x647c, 0x651a, 0x6541, 0x65b8, 0x65c1, 0x65d4, 0x6601,
+    0x66b0, 0x66c1, 0x6728, 0x6742, 0x676c, 0x6801, 0x685c, 0x6881,
+    0x6954, 0x6a02, 0x6a28, 0x6a42, 0x6a68, 0x6a9d, 0x6aa0, 0x6c15,
+    0x6cd0, 0x6d15, 0x6d34, 0x6d42, 0x6d68, 0x6e0d, 0x6e84, 0x6eb9,
+    0x6ec2, 0x6ee9, 0x6f98, 0x7001, 0x7090, 0x7102, 0x7128, 0x7135,
+    0x7142, 0x7169, 0x71f8, 0x7201, 0x722c, 0x7241, 0x72ec, 0x72f5,
+    0x7300, 0x73a5, 0x73b4, 0x73b9, 0x73d0, 0x73d5, 0x73dc, 0x73e9,
+    0x73ec, 0x7401, 0x7700, 0x7801, 0x7c58, 0x7c61, 0x7c78, 0x7c81,
+    0x7d18, 0x7d21, 0x7d38, 0x7d41, 0x7d60, 0x7d65, 0x7d68, 0x7d6d,
+    0x7d70, 0x7d75, 0x7d78, 0x7d7d, 0x7df8, 0x7e01, 0x7ed4, 0x7ed9,
+    0x7ef4, 0x7ef9, 0x7efc, 0x7f09, 0x7f14, 0x7f19, 0x7f34, 0x7f41,
+    0x7f50, 0x7f59, 0x7f70, 0x7f81, 0x7fb4, 0x7fc9, 0x7fd4, 0x7fd9,
+    0x7ff4, 0x8003, 0x802c, 0x80a3, 0x80a8, 0x80bf, 0x80c0, 0x817f,
+    0x8180, 0x81c2, 0x81c5, 0x81c8, 0x81d2, 0x81e8, 0x81fd, 0x8202,
+    0x8228, 0x8241, 0x8274, 0x8409, 0x840c, 0x841d, 0x8420, 0x8429,
+    0x8450, 0x8455, 0x8458, 0x8465, 0x8478, 0x8491, 0x8494, 0x8499,
+    0x849c, 0x84a1, 0x84a4, 0x84a9, 0x84b8, 0x84bd, 0x84e8, 0x84f1,
+    0x8500, 0x8515, 0x8528, 0x8539, 0x853c, 0x8542, 0x860d, 0x8616,
+    0x8628, 0x9182, 0x9270, 0x93aa, 0x9400, 0x9dda, 0x9e50, 0xb001,
+    0xb394, 0xb3ad, 0xb3bc, 0xb3c9, 0xb3d0, 0xb3f6, 0xb3f8, 0xb401,
+    0xb498, 0xb49d, 0xb4a0, 0xb4b5, 0xb4b8, 0xb4c1, 0xb5a0, 0xb5bd,
+    0xb5c0, 0xb601, 0xb65c, 0xb681, 0xb69c, 0xb6a1, 0xb6bc, 0xb6c1,
+    0xb6dc, 0xb6e1, 0xb6fc, 0xb701, 0xb71c, 0xb721, 0xb73c, 0xb741,
+    0xb75c, 0xb761, 0xb77c, 0xb8bd, 0xb8c0, 0xc003, 0xc004, 0xc015,
+    0xc01e, 0xc020, 0xc086, 0xc0a8, 0xc0c5, 0xc0d8, 0xc0e2, 0xc0ed,
+    0xc0f4, 0xc105, 0xc25c, 0xc275, 0xc280, 0xc285, 0xc3ec, 0xc3f1,
+    0xc400, 0xc415, 0xc4c0, 0xc4c5, 0xc63c, 0xc64a, 0xc658, 0xc681,
+    0xc700, 0xc7c1, 0xc800, 0xc882, 0xc8a8, 0xc922, 0xc940, 0xc946,
+    0xc980, 0xca02, 0xca28, 0xcac6, 0xcb00, 0xd001, 0x13700, 0x13801,
+    0x29234, 0x29341, 0x293f8, 0x29401, 0x29834, 0x29841, 0x29882, 0x298a9,
+    0x298b0, 0x29901, 0x299bc, 0x299fd, 0x29a78, 0x29a81, 0x29b9a, 0x29bc0,
+    0x29c5d, 0x29c80, 0x29c89, 0x29e24, 0x29e2d, 0x29f38, 0x29f41, 0x29f48,
+    0x29f4d, 0x29f50, 0x29f55, 0x29f74, 0x29fc9, 0x2a008, 0x2a00d, 0x2a018,
+    0x2a01d, 0x2a02c, 0x2a031, 0x2a08c, 0x2a0c2, 0x2a0d8, 0x2a101, 0x2a1d0,
+    0x2a209, 0x2a2d0, 0x2a342, 0x2a368, 0x2a3c9, 0x2a3e0, 0x2a3ed, 0x2a3f0,
+    0x2a3f5, 0x2a3fc, 0x2a402, 0x2a429, 0x2a498, 0x2a4c1, 0x2a51c, 0x2a581,
+    0x2a5f4, 0x2a611, 0x2a6cc, 0x2a73d, 0x2a742, 0x2a768, 0x2a781, 0x2a794,
+    0x2a799, 0x2a7c2, 0x2a7e9, 0x2a7fc, 0x2a801, 0x2a8a4, 0x2a901, 0x2a90c,
+    0x2a911, 0x2a930, 0x2a942, 0x2a968, 0x2a981, 0x2a9dc, 0x2a9e9, 0x2a9ec,
+    0x2a9f9, 0x2aac0, 0x2aac5, 0x2aac8, 0x2aad5, 0x2aadc, 0x2aae5, 0x2aaf8,
+    0x2ab01, 0x2ab04, 0x2ab09, 0x2ab0c, 0x2ab6d, 0x2ab78, 0x2ab81, 0x2abac,
+    0x2abc9, 0x2abd4, 0x2ac05, 0x2ac1c, 0x2ac25, 0x2ac3c, 0x2ac45, 0x2ac5c,
+    0x2ac81, 0x2ac9c, 0x2aca1, 0x2acbc, 0x2acc1, 0x2ad6c, 0x2ad71, 0x2ada8,
+    0x2adc1, 0x2af8c, 0x2afc2, 0x2afe8, 0x2b001, 0x35e90, 0x35ec1, 0x35f1c,
+    0x35f2d, 0x35ff0, 0x3e401, 0x3e9b8, 0x3e9c1, 0x3eb68, 0x3ec01, 0x3ec1c,
+    0x3ec4d, 0x3ec60, 0x3ec75, 0x3ec78, 0x3ec7d, 0x3eca4, 0x3eca9, 0x3ecdc,
+    0x3ece1, 0x3ecf4, 0x3ecf9, 0x3ecfc, 0x3ed01, 0x3ed08, 0x3ed0d, 0x3ed14,
+    0x3ed19, 0x3eec8, 0x3ef4d, 0x3f4f8, 0x3f541, 0x3f640, 0x3f649, 0x3f720,
+    0x3f7c1, 0x3f7f0, 0x3f9c1, 0x3f9d4, 0x3f9d9, 0x3fbf4, 0x3fc42, 0x3fc68,
+    0x3fc85, 0x3fcec, 0x3fd05, 0x3fd6c, 0x3fd99, 0x3fefc, 0x3ff09, 0x3ff20,
+    0x3ff29, 0x3ff40, 0x3ff49, 0x3ff60, 0x3ff69, 0x3ff74, 0x40001, 0x40030,
+    0x40035, 0x4009c, 0x400a1, 0x400ec, 0x400f1, 0x400f8, 0x400fd, 0x40138,
+    0x40141, 0x40178, 0x40201, 0x403ec, 0x4041e, 0x404d0, 0x40502, 0x405e4,
+    0x4062a, 0x40630, 0x40a01, 0x40a74, 0x40a81, 0x40b44, 0x40b86, 0x40bf0,
+    0x40c01, 0x40c82, 0x40c90, 0x40cb5, 0x40d06, 0x40d09, 0x40d2a, 0x40d2c,
+    0x40d41, 0x40dd8, 0x40e01, 0x40e78, 0x40e81, 0x40f10, 0x40f21, 0x40f40,
+    0x40f46, 0x40f58, 0x41001, 0x41278, 0x41282, 0x412a8, 0x412c1, 0x41350,
+    0x41361, 0x413f0, 0x41401, 0x414a0, 0x414c1, 0x41590, 0x415c1, 0x415ec,
+    0x415f1, 0x4162c, 0x41631, 0x4164c, 0x41651, 0x41658, 0x4165d, 0x41688,
+    0x4168d, 0x416c8, 0x416cd, 0x416e8, 0x416ed, 0x416f4, 0x41701, 0x417d0,
+    0x41801, 0x41cdc, 0x41d01, 0x41d58, 0x41d81, 0x41da0, 0x41e01, 0x41e18,
+    0x41e1d, 0x41ec4, 0x41ec9, 0x41eec, 0x42001, 0x42018, 0x42021, 0x42024,
+    0x42029, 0x420d8, 0x420dd, 0x420e4, 0x420f1, 0x420f4, 0x420fd, 0x42158,
+    0x42162, 0x42181, 0x421dc, 0x421e6, 0x42201, 0x4227c, 0x4229e, 0x422c0,
+    0x42381, 0x423cc, 0x423d1, 0x423d8, 0x423ee, 0x42401, 0x4245a, 0x42470,
+    0x42481, 0x424e8, 0x42601, 0x426e0, 0x426f2, 0x426f9, 0x42702, 0x42740,
+    0x4274a, 0x42801, 0x42804, 0x42841, 0x42850, 0x42855, 0x42860, 0x42865,
+    0x428d8, 0x42902, 0x42924, 0x42981, 0x429f6, 0x429fc, 0x42a01, 0x42a76,
+    0x42a80, 0x42b01, 0x42b20, 0x42b25, 0x42b94, 0x42bae, 0x42bc0, 0x42c01,
+    0x42cd8, 0x42d01, 0x42d58, 0x42d62, 0x42d81, 0x42dcc, 0x42de2, 0x42e01,
+    0x42e48, 0x42ea6, 0x42ec0, 0x43001, 0x43124, 0x43201, 0x432cc, 0x43301,
+    0x433cc, 0x433ea, 0x43401, 0x43490, 0x434c2, 0x434e8, 0x43502, 0x43529,
+    0x43598, 0x435bd, 0x43618, 0x43982, 0x439fc, 0x43a01, 0x43aa8, 0x43ac1,
+    0x43ac8, 0x43b09, 0x43b14, 0x43c01, 0x43c76, 0x43c9d, 0x43ca0, 0x43cc1,
+    0x43d18, 0x43d46, 0x43d54, 0x43dc1, 0x43e08, 0x43ec1, 0x43f16, 0x43f30,
+    0x43f81, 0x43fdc, 0x4400d, 0x440e0, 0x4414a, 0x441c0, 0x441c5, 0x441cc,
+    0x441d5, 0x441d8, 0x4420d, 0x442c0, 0x44341, 0x443a4, 0x443c2, 0x443e8,
+    0x4440d, 0x4449c, 0x444da, 0x44500, 0x44511, 0x44514, 0x4451d, 0x44520,
+    0x44541, 0x445cc, 0x445d9, 0x445dc, 0x4460d, 0x446cc, 0x44705, 0x44714,
+    0x44742, 0x44769, 0x4476c, 0x44771, 0x44774, 0x44786, 0x447d4, 0x44801,
+    0x44848, 0x4484d, 0x448b0, 0x448fd, 0x44904, 0x44a01, 0x44a1c, 0x44a21,
+    0x44a24, 0x44a29, 0x44a38, 0x44a3d, 0x44a78, 0x44a7d, 0x44aa4, 0x44ac1,
+    0x44b7c, 0x44bc2, 0x44be8, 0x44c15, 0x44c34, 0x44c3d, 0x44c44, 0x44c4d,
+    0x44ca4, 0x44ca9, 0x44cc4, 0x44cc9, 0x44cd0, 0x44cd5, 0x44ce8, 0x44cf5,
+    0x44cf8, 0x44d41, 0x44d44, 0x44d75, 0x44d88, 0x44e01, 0x44e28, 0x44e2d,
+    0x44e30, 0x44e39, 0x44e3c, 0x44e41, 0x44ed8, 0x44edd, 0x44ee0, 0x44f45,
+    0x44f48, 0x44f4d, 0x44f50, 0x45001, 0x450d4, 0x4511d, 0x4512c, 0x45142,
+    0x45168, 0x4517d, 0x45188, 0x45201, 0x452c0, 0x45311, 0x45318, 0x4531d,
+    0x45320, 0x45342, 0x45368, 0x45601, 0x456bc, 0x45761, 0x45770, 0x45801,
+    0x458c0, 0x45911, 0x45914, 0x45942, 0x45968, 0x45a01, 0x45aac, 0x45ae1,
+    0x45ae4, 0x45b02, 0x45b28, 0x45b42, 0x45b90, 0x45c01, 0x45c6c, 0x45cc2,
+    0x45cf0, 0x45d01, 0x45d1c, 0x46001, 0x460b0, 0x46281, 0x46382, 0x463cc,
+    0x463fd, 0x4641c, 0x46425, 0x46428, 0x46431, 0x46450, 0x46455, 0x4645c,
+    0x46461, 0x464c0, 0x464fd, 0x46500, 0x46505, 0x46508, 0x46542, 0x46568,
+    0x46681, 0x466a0, 0x466a9, 0x46744, 0x46785, 0x46788, 0x4678d, 0x46790,
+    0x46801, 0x46804, 0x4682d, 0x468cc, 0x468e9, 0x468ec, 0x46941, 0x46944,
+    0x46971, 0x46a28, 0x46a75, 0x46a78, 0x46ac1, 0x46be4, 0x46f01, 0x46f84,
+    0x46fc2, 0x46fe8, 0x47001, 0x47024, 0x47029, 0x470bc, 0x47101, 0x47104,
+    0x47142, 0x471b4, 0x471c9, 0x47240, 0x47401, 0x4741c, 0x47421, 0x47428,
+    0x4742d, 0x474c4, 0x47519, 0x4751c, 0x47542, 0x47568, 0x47581, 0x47598,
+    0x4759d, 0x475a4, 0x475a9, 0x47628, 0x47661, 0x47664, 0x47682, 0x476a8,
+    0x47b81, 0x47bcc, 0x47c09, 0x47c0c, 0x47c11, 0x47c44, 0x47c49, 0x47cd0,
+    0x47d42, 0x47d68, 0x47ec1, 0x47ec4, 0x47f02, 0x47f54, 0x48001, 0x48e68,
+    0x49002, 0x491bc, 0x49201, 0x49510, 0x4be41, 0x4bfc4, 0x4c001, 0x4d0c0,
+    0x4d105, 0x4d11c, 0x4d181, 0x50fec, 0x51001, 0x5191c, 0x58401, 0x58478,
+    0x584c2, 0x584e8, 0x5a001, 0x5a8e4, 0x5a901, 0x5a97c, 0x5a982, 0x5a9a8,
+    0x5a9c1, 0x5aafc, 0x5ab02, 0x5ab28, 0x5ab41, 0x5abb8, 0x5ac01, 0x5acc0,
+    0x5ad01, 0x5ad10, 0x5ad42, 0x5ad68, 0x5ad6e, 0x5ad88, 0x5ad8d, 0x5ade0,
+    0x5adf5, 0x5ae40, 0x5b501, 0x5b5b4, 0x5b5c2, 0x5b5e8, 0x5b901, 0x5ba02,
+    0x5ba5c, 0x5bc01, 0x5bd2c, 0x5bd41, 0x5bd44, 0x5be4d, 0x5be80, 0x5bf81,
+    0x5bf88, 0x5bf8d, 0x5bf90, 0x5c001, 0x61fe0, 0x62001, 0x63358, 0x633fd,
+    0x63424, 0x6bfc1, 0x6bfd0, 0x6bfd5, 0x6bff0, 0x6bff5, 0x6bffc, 0x6c001,
+    0x6c48c, 0x6c4c9, 0x6c4cc, 0x6c541, 0x6c54c, 0x6c555, 0x6c558, 0x6c591,
+    0x6c5a0, 0x6c5c1, 0x6cbf0, 0x6f001, 0x6f1ac, 0x6f1c1, 0x6f1f4, 0x6f201,
+    0x6f224, 0x6f241, 0x6f268, 0x733c2, 0x733e8, 0x74b02, 0x74b50, 0x74b82,
+    0x74bd0, 0x74d82, 0x74de4, 0x75001, 0x75154, 0x75159, 0x75274, 0x75279,
+    0x75280, 0x75289, 0x7528c, 0x75295, 0x7529c, 0x752a5, 0x752b4, 0x752b9,
+    0x752e8, 0x752ed, 0x752f0, 0x752f5, 0x75310, 0x75315, 0x75418, 0x7541d,
+    0x7542c, 0x75435, 0x75454, 0x75459, 0x75474, 0x75479, 0x754e8, 0x754ed,
+    0x754fc, 0x75501, 0x75514, 0x75519, 0x7551c, 0x75529, 0x75544, 0x75549,
+    0x75a98, 0x75aa1, 0x75b04, 0x75b09, 0x75b6c, 0x75b71, 0x75bec, 0x75bf1,
+    0x75c54, 0x75c59, 0x75cd4, 0x75cd9, 0x75d3c, 0x75d41, 0x75dbc, 0x75dc1,
+    0x75e24, 0x75e29, 0x75ea4, 0x75ea9, 0x75f0c, 0x75f11, 0x75f30, 0x75f3a,
+    0x76000, 0x77c01, 0x77c7c, 0x77c95, 0x77cac, 0x780c1, 0x781b8, 0x78401,
+    0x784b4, 0x784dd, 0x784f8, 0x78502, 0x78528, 0x78539, 0x7853c, 0x78a41,
+    0x78ab8, 0x78b01, 0x78bb0, 0x78bc2, 0x78be8, 0x79341, 0x793b0, 0x793c2,
+    0x793e8, 0x79741, 0x797b8, 0x797c1, 0x797c6, 0x797ec, 0x79f81, 0x79f9c,
+    0x79fa1, 0x79fb0, 0x79fb5, 0x79fbc, 0x79fc1, 0x79ffc, 0x7a001, 0x7a314,
+    0x7a31e, 0x7a340, 0x7a401, 0x7a510, 0x7a52d, 0x7a530, 0x7a542, 0x7a568,
+    0x7b1c6, 0x7b2b0, 0x7b2b6, 0x7b2c0, 0x7b2c6, 0x7b2d4, 0x7b406, 0x7b4b8,
+    0x7b4be, 0x7b4f8, 0x7b801, 0x7b810, 0x7b815, 0x7b880, 0x7b885, 0x7b88c,
+    0x7b891, 0x7b894, 0x7b89d, 0x7b8a0, 0x7b8a5, 0x7b8cc, 0x7b8d1, 0x7b8e0,
+    0x7b8e5, 0x7b8e8, 0x7b8ed, 0x7b8f0, 0x7b909, 0x7b90c, 0x7b91d, 0x7b920,
+    0x7b925, 0x7b928, 0x7b92d, 0x7b930, 0x7b935, 0x7b940, 0x7b945, 0x7b94c,
+    0x7b951, 0x7b954, 0x7b95d, 0x7b960, 0x7b965, 0x7b968, 0x7b96d, 0x7b970,
+    0x7b975, 0x7b978, 0x7b97d, 0x7b980, 0x7b985, 0x7b98c, 0x7b991, 0x7b994,
+    0x7b99d, 0x7b9ac, 0x7b9b1, 0x7b9cc, 0x7b9d1, 0x7b9e0, 0x7b9e5, 0x7b9f4,
+    0x7b9f9, 0x7b9fc, 0x7ba01, 0x7ba28, 0x7ba2d, 0x7ba70, 0x7ba85, 0x7ba90,
+    0x7ba95, 0x7baa8, 0x7baad, 0x7baf0, 0x7c402, 0x7c434, 0x7efc2, 0x7efe8,
+    0x80001, 0xa9b80, 0xa9c01, 0xadce8, 0xadd01, 0xae078, 0xae081, 0xb3a88,
+    0xb3ac1, 0xbaf84, 0xbafc1, 0xbb978, 0xbe001, 0xbe878, 0xc0001, 0xc4d2c,
+    0xc4d41, 0xc8ec0,
+};
+/* END tables generated by tools/gen_unicode.py */
+
+/* A byte that begins no well-formed UTF-8 character: a pre-token of its own. */
+enum { TLENS__TOK_INVALID = 4 };
+
+/* Pre-tokens up to this many bytes are merged with a simple scan (most are
+ * a few bytes long); longer ones with a heap, in O(n log n). */
+#define TLENS__TOK_SMALL_PIECE 48
+
+#define TLENS__TOK_NO_RANK INT32_MAX
+
+/* One token: its bytes in tok->bytes, and the rank of the merge that makes
+ * it (-1 for the single bytes and for tokens no merge makes, such as
+ * <|endoftext|>). */
+typedef struct tlens__tok_token {
+    uint32_t start, len;
+    int32_t rank;
+} tlens__tok_token;
+
+/* A slot of the vocabulary hash table (bytes -> id); id -1 is empty. */
+typedef struct tlens__tok_slot {
+    uint32_t hash;
+    int32_t id;
+} tlens__tok_slot;
+
+/* A slot of the pair table: tokens left and right concatenate to token
+ * `merged`, of rank `rank`; left -1 is empty. */
+typedef struct tlens__tok_pair {
+    int32_t left, right, rank, merged;
+} tlens__tok_pair;
+
+struct tlens_tokenizer {
+    tlens_allocator alloc;
+    int32_t n_tokens;
+    tlens__tok_token *tokens;   /* [n_tokens], by id                    */
+    unsigned char *bytes;       /* every token's bytes, each NUL-ended  */
+    int32_t byte_token[256];    /* the token of each single byte        */
+    int32_t eot;                /* <|endoftext|>, or -1                 */
+    tlens__tok_slot *vocab;     /* [vocab_mask + 1]                     */
+    uint32_t vocab_mask;
+    tlens__tok_pair *pairs;     /* [pair_mask + 1]                      */
+    uint32_t pair_mask;
+};
+
+/* ---- Characters: UTF-8 and the classes of the pattern ------------------ */
+
+/* Decode the character at s[0..n), n >= 1: its code point, with *len its
+ * length; or -1 with *len 1 when s[0] does not begin a well-formed UTF-8
+ * sequence (Unicode's table 3-7: no overlong forms, no surrogates, nothing
+ * above U+10FFFF, no missing continuation byte). */
+static int32_t tlens__tok_utf8(const unsigned char *s, size_t n, size_t *len) {
+    unsigned c = s[0], lo = 0x80, hi = 0xBF;
+    *len = 1;
+    if (c < 0x80) return (int32_t)c;
+    if (c < 0xC2 || c > 0xF4 || n < 2) return -1;
+    if (c < 0xE0) {
+        if ((s[1] & 0xC0) != 0x80) return -1;
+        *len = 2;
+        return (int32_t)(((c & 0x1Fu) << 6) | (s[1] & 0x3Fu));
+    }
+    if (c == 0xE0) lo = 0xA0;      /* shorter forms are overlong */
+    else if (c == 0xED) hi = 0x9F; /* ED A0..BF would be surrogates */
+    else if (c == 0xF0) lo = 0x90;
+    else if (c == 0xF4) hi = 0x8F; /* above U+10FFFF */
+    if (s[1] < lo || s[1] > hi || n < 3 || (s[2] & 0xC0) != 0x80) return -1;
+    if (c < 0xF0) {
+        *len = 3;
+        return (int32_t)(((c & 0x0Fu) << 12) | ((s[1] & 0x3Fu) << 6) | (s[2] & 0x3Fu));
+    }
+    if (n < 4 || (s[3] & 0xC0) != 0x80) return -1;
+    *len = 4;
+    return (int32_t)(((c & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) |
+                     (s[3] & 0x3Fu));
+}
+
+/* The class of a code point: binary search in the class runs. Text tends
+ * to stay in one script, so the run found last time (*hint) is tried
+ * first. */
+static int tlens__tok_class_of(uint32_t cp, size_t *hint) {
+    const uint32_t *runs = tlens__tok_class_runs;
+    uint32_t key = (cp << 2) | 3u; /* above every run starting at cp */
+    size_t lo = *hint, hi;
+    if (runs[lo] <= key && (lo + 1 == TLENS__TOK_CLASS_RUNS || runs[lo + 1] > key))
+        return (int)(runs[lo] & 3u);
+    lo = 0;
+    hi = TLENS__TOK_CLASS_RUNS; /* runs[lo] <= key < runs[hi] */
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (runs[mid] <= key) lo = mid;
+        else hi = mid;
+    }
+    *hint = lo;
+    return (int)(runs[lo] & 3u);
+}
+
+/* The class of the character at s[i] (i < n), and its length in *len. */
+static int tlens__tok_char_at(const unsigned char *s, size_t n, size_t i, size_t *len,
+                              size_t *hint) {
+    int32_t cp;
+    if (s[i] < 0x80) {
+        *len = 1;
+        return tlens__tok_ascii_class[s[i]];
+    }
+    cp = tlens__tok_utf8(s + i, n - i, len);
+    if (cp < 0) return TLENS__TOK_INVALID;
+    return tlens__tok_class_of((uint32_t)cp, hint);
+}
+
+/* ---- GPT-2's byte alphabet ----------------------------------------------
+ * The 188 bytes that are printable Latin-1 characters ('!'..'~',
+ * '¡'..'¬', '®'..'ÿ') are written as themselves; the other 68 (controls,
+ * the space, 0x7F..0xA0 and the soft hyphen 0xAD), in byte order, as
+ * U+0100..U+0143: the space 0x20 is U+0120 'Ġ', '\n' is U+010A 'Ċ'. */
+static int tlens__tok_byte_is_printable(uint32_t b) {
+    return (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+}
+
+/* The byte a character of the alphabet stands for, or -1. */
+static int tlens__tok_byte_of_char(uint32_t cp) {
+    uint32_t k = cp - 0x100; /* the k-th byte that is not printable */
+    if (cp < 0x100) return tlens__tok_byte_is_printable(cp) ? (int)cp : -1;
+    if (cp > 0x143) return -1;
+    if (k < 33) return (int)k;                  /* 0x00..0x20 */
+    if (k < 67) return (int)(0x7F + (k - 33));  /* 0x7F..0xA0 */
+    return 0xAD;
+}
+
+/* ---- Hash tables ------------------------------------------------------- */
+
+/* A hash of a byte string, a word at a time; the last 1..8 bytes are read
+ * as two overlapping 4-byte words (or three single bytes), which is exact
+ * enough because the length is hashed too, and avoids a memcpy call of
+ * variable size. (The value differs between little- and big-endian
+ * machines, which is fine: tables are built and searched on the same one.) */
+static uint32_t tlens__tok_hash(const unsigned char *p, size_t n) {
+    const uint64_t k = UINT64_C(0x9E3779B97F4A7C15);
+    uint64_t h = k ^ (uint64_t)n, w;
+    uint32_t a, b;
+    for (; n > 8; p += 8, n -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * k;
+        h ^= h >> 29;
+    }
+    if (n >= 4) {
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        w = ((uint64_t)a << 32) | b;
+    } else {
+        w = n ? (uint64_t)p[0] | ((uint64_t)p[n / 2] << 8) | ((uint64_t)p[n - 1] << 16) : 0;
+    }
+    h = (h ^ w) * k;
+    h ^= h >> 32;
+    h *= UINT64_C(0xD6E8FEB86659FD93);
+    return (uint32_t)(h >> 32);
+}
+
+static uint32_t tlens__tok_hash_pair(int32_t left, int32_t right) {
+    uint64_t h = ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
+    h *= UINT64_C(0x9E3779B97F4A7C15);
+    return (uint32_t)(h >> 32);
+}
+
+/* The number of slots for `count` entries: a power of two, at most half
+ * full. 0 when that does not fit a uint32_t. */
+static uint32_t tlens__tok_table_size(size_t count) {
+    uint32_t size = 16;
+    while ((size_t)size / 2 < count) {
+        if (size >= 0x80000000u) return 0;
+        size *= 2;
+    }
+    return size;
+}
+
+/* The id of the token with these bytes, or -1. */
+static int32_t tlens__tok_lookup(const tlens_tokenizer *tok, const unsigned char *p, size_t n) {
+    uint32_t h = tlens__tok_hash(p, n), i = h & tok->vocab_mask;
+    for (;; i = (i + 1) & tok->vocab_mask) {
+        const tlens__tok_slot *slot = &tok->vocab[i];
+        const tlens__tok_token *t;
+        if (slot->id < 0) return -1;
+        t = &tok->tokens[slot->id];
+        if (slot->hash == h && t->len == n && memcmp(tok->bytes + t->start, p, n) == 0)
+            return slot->id;
+    }
+}
+
+/* Add token `id` to the vocabulary table; the id of an earlier token with
+ * the same bytes if there is one (nothing is added then), else -1. */
+static int32_t tlens__tok_vocab_add(tlens_tokenizer *tok, int32_t id) {
+    const tlens__tok_token *t = &tok->tokens[id];
+    const unsigned char *p = tok->bytes + t->start;
+    int32_t found = tlens__tok_lookup(tok, p, t->len);
+    uint32_t h = tlens__tok_hash(p, t->len), i = h & tok->vocab_mask;
+    if (found >= 0) return found;
+    while (tok->vocab[i].id >= 0) i = (i + 1) & tok->vocab_mask;
+    tok->vocab[i].hash = h;
+    tok->vocab[i].id = id;
+    return -1;
+}
+
+/* The merge of tokens left and right, or NULL when they do not merge. */
+static const tlens__tok_pair *tlens__tok_pair_find(const tlens_tokenizer *tok, int32_t left,
+                                                   int32_t right) {
+    uint32_t i = tlens__tok_hash_pair(left, right) & tok->pair_mask;
+    for (;; i = (i + 1) & tok->pair_mask) {
+        const tlens__tok_pair *pr = &tok->pairs[i];
+        if (pr->left < 0) return NULL;
+        if (pr->left == left && pr->right == right) return pr;
+    }
+}
+
+static void tlens__tok_pair_add(tlens_tokenizer *tok, const tlens__tok_pair *pair) {
+    uint32_t i = tlens__tok_hash_pair(pair->left, pair->right) & tok->pair_mask;
+    while (tok->pairs[i].left >= 0) i = (i + 1) & tok->pair_mask;
+    tok->pairs[i] = *pair;
+}
+
+/* ---- Error messages that point into a file ----------------------------- */
+
+/* A file being read: its name (for messages) and its contents. */
+typedef struct tlens__tok_src {
+    const char *name;
+    const unsigned char *text;
+    size_t len;
+} tlens__tok_src;
+
+/* Fail with TLENS_ERR_TOKENIZER and "NAME: line L, column C: MESSAGE" for
+ * the byte at `offset` (columns count bytes, from 1). */
+static tlens_result tlens__tok_fail_at(tlens_error *err, const tlens__tok_src *src,
+                                       size_t offset, const char *fmt, ...) {
+    char what[240];
+    size_t line = 1, column = 1, i;
+    va_list ap;
+    if (!err) return TLENS_ERR_TOKENIZER;
+    va_start(ap, fmt);
+    tlens__vformat(what, sizeof what, fmt, ap);
+    va_end(ap);
+    for (i = 0; i < offset && i < src->len; i++) {
+        if (src->text[i] == '\n') { line++; column = 1; }
+        else column++;
+    }
+    return tlens__fail(err, TLENS_ERR_TOKENIZER, "%s: line %zu, column %zu: %s", src->name,
+                       line, column, what);
+}
+
+/* Up to 40 bytes of s[0..n) as a C string for a message, cut at a UTF-8
+ * character boundary, "..." when shortened. */
+static const char *tlens__tok_excerpt(char *buf, const unsigned char *s, size_t n) {
+    size_t k = n < 40 ? n : 40;
+    while (k < n && k > 0 && (s[k] & 0xC0) == 0x80) k--;
+    memcpy(buf, s, k);
+    memcpy(buf + k, k < n ? "..." : "", k < n ? 4 : 1);
+    return buf;
+}
+
+/* "U+00E9"-style text for a code point, for messages. */
+static const char *tlens__tok_u_plus(char *buf, uint32_t cp) {
+    static const char digits[] = "0123456789ABCDEF";
+    int n = cp > 0xFFFFF ? 6 : cp > 0xFFFF ? 5 : 4, i;
+    buf[0] = 'U';
+    buf[1] = '+';
+    for (i = 0; i < n; i++) buf[2 + i] = digits[(cp >> (4 * (n - 1 - i))) & 15u];
+    buf[2 + n] = '\0';
+    return buf;
+}
+
+/* ---- Reading vocab.json --------------------------------------------------
+ * A strict reader for exactly what vocab.json is: one JSON object whose
+ * keys are tokens in the byte alphabet and whose values are their ids. */
+
+typedef struct tlens__tok_json {
+    const tlens__tok_src *src;
+    size_t pos;
+} tlens__tok_json;
+
+/* One entry of the object, in file order. */
+typedef struct tlens__tok_entry {
+    uint32_t start, len; /* the token's bytes in tok->bytes */
+    int32_t id;
+    size_t key_at, id_at; /* where key and id are in the file */
+} tlens__tok_entry;
+
+static void tlens__tok_json_space(tlens__tok_json *j) {
+    const tlens__tok_src *s = j->src;
+    while (j->pos < s->len && (s->text[j->pos] == ' ' || s->text[j->pos] == '\t' ||
+                               s->text[j->pos] == '\n' || s->text[j->pos] == '\r'))
+        j->pos++;
+}
+
+/* The next byte, or -1 at the end of the file. */
+static int tlens__tok_json_peek(const tlens__tok_json *j) {
+    return j->pos < j->src->len ? j->src->text[j->pos] : -1;
+}
+
+/* Fail at the current position, saying what was expected. */
+static tlens_result tlens__tok_json_expected(const tlens__tok_json *j, const char *what,
+                                             tlens_error *err) {
+    if (j->pos >= j->src->len)
+        return tlens__tok_fail_at(err, j->src, j->pos, "unexpected end of file, expected %s", what);
+    return tlens__tok_fail_at(err, j->src, j->pos, "expected %s, found '%c'", what,
+                              j->src->text[j->pos]);
+}
+
+static int tlens__tok_hex4(const tlens__tok_src *s, size_t at, uint32_t *value) {
+    size_t i;
+    *value = 0;
+    if (at > s->len || s->len - at < 4) return 0;
+    for (i = at; i < at + 4; i++) {
+        unsigned c = s->text[i];
+        uint32_t d;
+        if (c >= '0' && c <= '9') d = c - '0';
+        else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
+        else return 0;
+        *value = *value * 16 + d;
+    }
+    return 1;
+}
+
+/* A \uXXXX escape at j->pos (the backslash), or a surrogate pair of two. */
+static tlens_result tlens__tok_json_unicode(tlens__tok_json *j, uint32_t *cp, tlens_error *err) {
+    const tlens__tok_src *s = j->src;
+    size_t at = j->pos;
+    uint32_t high, low;
+    if (!tlens__tok_hex4(s, at + 2, &high))
+        return tlens__tok_fail_at(err, s, at, "bad escape: \\u needs four hex digits");
+    j->pos = at + 6;
+    if (high >= 0xDC00 && high <= 0xDFFF)
+        return tlens__tok_fail_at(err, s, at, "unpaired low surrogate \\u%c%c%c%c",
+                                  s->text[at + 2], s->text[at + 3], s->text[at + 4], s->text[at + 5]);
+    if (high < 0xD800 || high > 0xDBFF) {
+        *cp = high;
+        return TLENS_OK;
+    }
+    if (!(at + 7 < s->len && s->text[at + 6] == '\\' && s->text[at + 7] == 'u' &&
+          tlens__tok_hex4(s, at + 8, &low) && low >= 0xDC00 && low <= 0xDFFF))
+        return tlens__tok_fail_at(err, s, at, "high surrogate \\u%c%c%c%c without a low surrogate after it",
+                                  s->text[at + 2], s->text[at + 3], s->text[at + 4], s->text[at + 5]);
+    *cp = 0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00);
+    j->pos = at + 12;
+    return TLENS_OK;
+}
+
+/* The escape at j->pos (a backslash). */
+static tlens_result tlens__tok_json_escape(tlens__tok_json *j, uint32_t *cp, tlens_error *err) {
+    const tlens__tok_src *s = j->src;
+    int c = j->pos + 1 < s->len ? s->text[j->pos + 1] : -1;
+    switch (c) {
+    case '"': *cp = '"'; break;
+    case '\\': *cp = '\\'; break;
+    case '/': *cp = '/'; break;
+    case 'b': *cp = 8; break;
+    case 'f': *cp = 12; break;
+    case 'n': *cp = 10; break;
+    case 'r': *cp = 13; break;
+    case 't': *cp = 9; break;
+    case 'u': return tlens__tok_json_unicode(j, cp, err);
+    case -1: return tlens__tok_fail_at(err, s, j->pos, "unexpected end of file in a string");
+    default: return tlens__tok_fail_at(err, s, j->pos, "bad escape \\%c", c);
+    }
+    j->pos += 2;
+    return TLENS_OK;
+}
+
+/* The string at j->pos (its opening quote) as a token: each character is
+ * one byte of the byte alphabet. The bytes go to out, which has room for
+ * the string's length in the file (a character takes at least one byte of
+ * the file). */
+static tlens_result tlens__tok_json_token(tlens__tok_json *j, unsigned char *out,
+                                          uint32_t *out_len, tlens_error *err) {
+    const tlens__tok_src *s = j->src;
+    size_t start = j->pos, n = 0, len;
+    char name[12];
+    j->pos++;
+    for (;;) {
+        size_t at = j->pos;
+        uint32_t cp = 0;
+        int byte;
+        if (at >= s->len) return tlens__tok_fail_at(err, s, start, "unterminated string");
+        if (s->text[at] == '"') break;
+        if (s->text[at] == '\\') {
+            tlens_result r = tlens__tok_json_escape(j, &cp, err);
+            if (r != TLENS_OK) return r;
+        } else if (s->text[at] < 0x20) {
+            return tlens__tok_fail_at(err, s, at, "control character (byte %u) in a string",
+                                      (unsigned)s->text[at]);
+        } else {
+            int32_t c = tlens__tok_utf8(s->text + at, s->len - at, &len);
+            if (c < 0) return tlens__tok_fail_at(err, s, at, "invalid UTF-8");
+            cp = (uint32_t)c;
+            j->pos += len;
+        }
+        byte = tlens__tok_byte_of_char(cp);
+        if (byte < 0)
+            return tlens__tok_fail_at(err, s, at, "%s is not a character of GPT-2's byte alphabet",
+                                      tlens__tok_u_plus(name, cp));
+        out[n++] = (unsigned char)byte;
+    }
+    j->pos++;
+    if (n == 0) return tlens__tok_fail_at(err, s, start, "empty token");
+    *out_len = (uint32_t)n;
+    return TLENS_OK;
+}
+
+/* A token id: a non-negative JSON integer below 2^31. */
+static tlens_result tlens__tok_json_id(tlens__tok_json *j, int32_t *id, tlens_error *err) {
+    const tlens__tok_src *s = j->src;
+    size_t at = j->pos;
+    int64_t v = 0;
+    int c = tlens__tok_json_peek(j);
+    if (c == '-') return tlens__tok_fail_at(err, s, at, "negative id");
+    if (c < '0' || c > '9') return tlens__tok_json_expected(j, "a token id (an integer)", err);
+    if (c == '0' && at + 1 < s->len && s->text[at + 1] >= '0' && s->text[at + 1] <= '9')
+        return tlens__tok_fail_at(err, s, at, "a number with a leading zero is not JSON");
+    while ((c = tlens__tok_json_peek(j)) >= '0' && c <= '9') {
+        v = v * 10 + (c - '0');
+        if (v > INT32_MAX) return tlens__tok_fail_at(err, s, at, "id too large");
+        j->pos++;
+    }
+    if (c == '.' || c == 'e' || c == 'E')
+        return tlens__tok_fail_at(err, s, at, "ids must be integers");
+    *id = (int32_t)v;
+    return TLENS_OK;
+}
+
+/* Parse the object into entries (room for `room` of them) and the token
+ * bytes into tok->bytes. */
+static tlens_result tlens__tok_json_object(tlens_tokenizer *tok, tlens__tok_json *j,
+                                           tlens__tok_entry *entries, size_t room,
+                                           size_t *n_entries, tlens_error *err) {
+    size_t n = 0, used = 0;
+    tlens_result r;
+    if (j->src->len >= 3 && memcmp(j->src->text, "\xEF\xBB\xBF", 3) == 0) j->pos = 3; /* BOM */
+    tlens__tok_json_space(j);
+    if (tlens__tok_json_peek(j) != '{') return tlens__tok_json_expected(j, "'{'", err);
+    j->pos++;
+    tlens__tok_json_space(j);
+    if (tlens__tok_json_peek(j) == '}') return tlens__tok_fail_at(err, j->src, j->pos, "no tokens");
+    for (;;) {
+        tlens__tok_entry *e = &entries[n];
+        int c;
+        tlens__tok_json_space(j);
+        if (tlens__tok_json_peek(j) != '"') return tlens__tok_json_expected(j, "a token (a string)", err);
+        if (n == room) return tlens__tok_fail_at(err, j->src, j->pos, "too many tokens");
+        e->key_at = j->pos;
+        e->start = (uint32_t)used;
+        if ((r = tlens__tok_json_token(j, tok->bytes + used, &e->len, err)) != TLENS_OK) return r;
+        used += e->len;
+        tok->bytes[used++] = '\0';
+        tlens__tok_json_space(j);
+        if (tlens__tok_json_peek(j) != ':') return tlens__tok_json_expected(j, "':'", err);
+        j->pos++;
+        tlens__tok_json_space(j);
+        e->id_at = j->pos;
+        if ((r = tlens__tok_json_id(j, &e->id, err)) != TLENS_OK) return r;
+        n++;
+        tlens__tok_json_space(j);
+        c = tlens__tok_json_peek(j);
+        j->pos++;
+        if (c == '}') break;
+        if (c != ',') {
+            j->pos--;
+            return tlens__tok_json_expected(j, "',' or '}'", err);
+        }
+    }
+    tlens__tok_json_space(j);
+    if (j->pos != j->src->len)
+        return tlens__tok_fail_at(err, j->src, j->pos, "unexpected text after the JSON object");
+    *n_entries = n;
+    return TLENS_OK;
+}
+
+/* Put the entries in id order and into the vocabulary table: the ids must
+ * be 0..n-1, each once, and the tokens distinct. */
+static tlens_result tlens__tok_index_entries(tlens_tokenizer *tok, const tlens__tok_src *src,
+                                             const tlens__tok_entry *entries, size_t n,
+                                             tlens_error *err) {
+    size_t i;
+    char excerpt[48];
+    for (i = 0; i < n; i++) {
+        const tlens__tok_entry *e = &entries[i];
+        if ((size_t)e->id >= n)
+            return tlens__tok_fail_at(err, src, e->id_at,
+                                      "id %d is out of range: %zu tokens must have the ids 0..%zu, each once",
+                                      (int)e->id, n, n - 1);
+        if (tok->tokens[e->id].len != 0)
+            return tlens__tok_fail_at(err, src, e->id_at, "id %d is given to two tokens", (int)e->id);
+        tok->tokens[e->id].start = e->start;
+        tok->tokens[e->id].len = e->len;
+        tok->tokens[e->id].rank = -1;
+    }
+    tok->n_tokens = (int32_t)n;
+    for (i = 0; i < n; i++) {
+        const tlens__tok_entry *e = &entries[i];
+        if (tlens__tok_vocab_add(tok, e->id) >= 0)
+            return tlens__tok_fail_at(err, src, e->key_at, "duplicate token %s",
+                                      tlens__tok_excerpt(excerpt, src->text + e->key_at,
+                                                         src->len - e->key_at));
+    }
+    return TLENS_OK;
+}
+
+/* Every byte needs its own token, or some texts could not be encoded. */
+static tlens_result tlens__tok_find_byte_tokens(tlens_tokenizer *tok, const tlens__tok_src *src,
+                                                tlens_error *err) {
+    unsigned b;
+    char name[12];
+    for (b = 0; b < 256; b++) {
+        unsigned char byte = (unsigned char)b;
+        uint32_t cp = tlens__tok_byte_is_printable(b) ? b : 0;
+        tok->byte_token[b] = tlens__tok_lookup(tok, &byte, 1);
+        if (tok->byte_token[b] >= 0) continue;
+        if (!cp) { /* find the character that stands for this byte */
+            for (cp = 0x100; tlens__tok_byte_of_char(cp) != (int)b; cp++) {}
+        }
+        return tlens__fail(err, TLENS_ERR_TOKENIZER, "%s: no token for the byte %u (%s)", src->name,
+                           b, tlens__tok_u_plus(name, cp));
+    }
+    tok->eot = tlens__tok_lookup(tok, (const unsigned char *)"<|endoftext|>", 13);
+    return TLENS_OK;
+}
+
+/* Read vocab.json into tok->tokens, tok->bytes and tok->vocab. */
+static tlens_result tlens__tok_read_vocab(tlens_tokenizer *tok, const tlens__tok_src *src,
+                                          tlens_error *err) {
+    const tlens_allocator *a = &tok->alloc;
+    size_t room = 1, n = 0, i, entry_bytes, token_bytes, slot_bytes;
+    uint32_t slots;
+    tlens__tok_entry *entries;
+    tlens__tok_json j;
+    tlens_result r;
+    if (src->len == 0) return tlens__fail(err, TLENS_ERR_TOKENIZER, "%s: empty file", src->name);
+    for (i = 0; i < src->len; i++)
+        if (src->text[i] == ':') room++; /* each entry has one */
+    slots = tlens__tok_table_size(room);
+    if (src->len >= 0xFFFFFFFFu || !slots || !tlens__mul_ok(room, sizeof *entries, &entry_bytes) ||
+        !tlens__mul_ok(room, sizeof *tok->tokens, &token_bytes) ||
+        !tlens__mul_ok(slots, sizeof *tok->vocab, &slot_bytes))
+        return tlens__fail(err, TLENS_ERR_TOKENIZER, "%s: too large (%zu bytes)", src->name, src->len);
+    entries = (tlens__tok_entry *)tlens__alloc(a, entry_bytes);
+    /* the token bytes and their NULs take no more room than the file */
+    tok->bytes = (unsigned char *)tlens__alloc(a, src->len + 1);
+    tok->tokens = (tlens__tok_token *)tlens__calloc(a, token_bytes);
+    tok->vocab = (tlens__tok_slot *)tlens__alloc(a, slot_bytes);
+    if (!entries || !tok->bytes || !tok->tokens || !tok->vocab) {
+        tlens__free(a, entries);
+        return tlens__fail(err, TLENS_ERR_NOMEM, "%s: out of memory", src->name);
+    }
+    tok->vocab_mask = slots - 1;
+    memset(tok->vocab, 0xFF, slot_bytes); /* id -1: empty */
+    j.src = src;
+    j.pos = 0;
+    r = tlens__tok_json_object(tok, &j, entries, room, &n, err);
+    if (r == TLENS_OK) r = tlens__tok_index_entries(tok, src, entries, n, err);
+    if (r == TLENS_OK) r = tlens__tok_find_byte_tokens(tok, src, err);
+    tlens__free(a, entries);
+    return r;
+}
+
+/* ---- Reading merges.txt --------------------------------------------------
+ * One merge per line, "left right", highest priority first; the rank of a
+ * merge is its index, and it is the rank of the token it makes. */
+
+/* Decode one token of a merges line, s[0..n), into out. */
+static tlens_result tlens__tok_merge_token(const tlens__tok_src *src, size_t at, size_t n,
+                                           unsigned char *out, size_t *out_len, tlens_error *err) {
+    size_t i = 0, k = 0, len;
+    char name[12];
+    while (i < n) {
+        int32_t cp = tlens__tok_utf8(src->text + at + i, n - i, &len);
+        int byte;
+        if (cp < 0) return tlens__tok_fail_at(err, src, at + i, "invalid UTF-8");
+        byte = tlens__tok_byte_of_char((uint32_t)cp);
+        if (byte < 0)
+            return tlens__tok_fail_at(err, src, at + i, "%s is not a character of GPT-2's byte alphabet",
+                                      tlens__tok_u_plus(name, (uint32_t)cp));
+        out[k++] = (unsigned char)byte;
+        i += len;
+    }
+    *out_len = k;
+    return TLENS_OK;
+}
+
+/* The id of a token named in a merges line; it must be a byte or made by
+ * an earlier merge, since BPE can only ever merge those. */
+static tlens_result tlens__tok_merge_part(const tlens_tokenizer *tok, const tlens__tok_src *src,
+                                          size_t at, size_t n, const unsigned char *bytes,
+                                          size_t len, int32_t *id, tlens_error *err) {
+    char excerpt[48];
+    *id = tlens__tok_lookup(tok, bytes, len);
+    if (*id < 0)
+        return tlens__tok_fail_at(err, src, at, "unknown token %s (not in the vocabulary)",
+                                  tlens__tok_excerpt(excerpt, src->text + at, n));
+    if (len > 1 && tok->tokens[*id].rank < 0)
+        return tlens__tok_fail_at(err, src, at, "token %s is not a byte and no earlier merge makes it",
+                                  tlens__tok_excerpt(excerpt, src->text + at, n));
+    return TLENS_OK;
+}
+
+/* One merge line, text[at..at+n) without its line end, of rank `rank`. */
+static tlens_result tlens__tok_merge_line(tlens_tokenizer *tok, const tlens__tok_src *src,
+                                          size_t at, size_t n, int32_t rank, size_t first_line,
+                                          unsigned char *scratch, tlens_error *err) {
+    const unsigned char *line = src->text + at;
+    const unsigned char *space = (const unsigned char *)memchr(line, ' ', n);
+    size_t left_n, left_len, right_len;
+    int32_t left, right, merged;
+    char excerpt[48];
+    tlens_result r;
+    if (!space || space == line || space == line + n - 1 ||
+        memchr(space + 1, ' ', (size_t)(line + n - space - 1)))
+        return tlens__tok_fail_at(err, src, at, "expected two tokens separated by one space, found \"%s\"",
+                                  tlens__tok_excerpt(excerpt, line, n));
+    left_n = (size_t)(space - line);
+    /* decode both tokens next to each other: scratch then holds the merge */
+    if ((r = tlens__tok_merge_token(src, at, left_n, scratch, &left_len, err)) != TLENS_OK ||
+        (r = tlens__tok_merge_token(src, at + left_n + 1, n - left_n - 1, scratch + left_len,
+                                    &right_len, err)) != TLENS_OK ||
+        (r = tlens__tok_merge_part(tok, src, at, left_n, scratch, left_len, &left, err)) != TLENS_OK ||
+        (r = tlens__tok_merge_part(tok, src, at + left_n + 1, n - left_n - 1, scratch + left_len,
+                                   right_len, &right, err)) != TLENS_OK)
+        return r;
+    merged = tlens__tok_lookup(tok, scratch, left_len + right_len);
+    if (merged < 0)
+        return tlens__tok_fail_at(err, src, at, "the merge \"%s\" makes a token that is not in the vocabulary",
+                                  tlens__tok_excerpt(excerpt, line, n));
+    if (tok->tokens[merged].rank >= 0)
+        return tlens__tok_fail_at(err, src, at, "the merge \"%s\" makes the same token as line %zu",
+                                  tlens__tok_excerpt(excerpt, line, n),
+                                  first_line + (size_t)tok->tokens[merged].rank);
+    tok->tokens[merged].rank = rank;
+    return TLENS_OK;
+}
+
+/* Read merges.txt: set the rank of every token a merge makes. */
+static tlens_result tlens__tok_read_merges(tlens_tokenizer *tok, const tlens__tok_src *src,
+                                           tlens_error *err) {
+    size_t pos = 0, line = 1, first_line;
+    int32_t rank = 0;
+    unsigned char *scratch;
+    tlens_result r = TLENS_OK;
+    if (src->len == 0) return tlens__fail(err, TLENS_ERR_TOKENIZER, "%s: empty file", src->name);
+    if (src->len >= 8 && memcmp(src->text, "#version", 8) == 0) { /* a header line */
+        const unsigned char *end = (const unsigned char *)memchr(src->text, '\n', src->len);
+        pos = end ? (size_t)(end - src->text) + 1 : src->len;
+        line = 2;
+    }
+    first_line = line;
+    if (!(scratch = (unsigned char *)tlens__alloc(&tok->alloc, src->len)))
+        return tlens__fail(err, TLENS_ERR_NOMEM, "%s: out of memory", src->name);
+    for (; pos < src->len && r == TLENS_OK; line++) {
+        const unsigned char *nl = (const unsigned char *)memchr(src->text + pos, '\n', src->len - pos);
+        size_t end = nl ? (size_t)(nl - src->text) : src->len, n = end - pos;
+        if (n && src->text[end - 1] == '\r') n--; /* CRLF line ends */
+        if (rank == INT32_MAX - 1) r = tlens__tok_fail_at(err, src, pos, "too many merges");
+        else r = tlens__tok_merge_line(tok, src, pos, n, rank++, first_line, scratch, err);
+        pos = end + 1;
+    }
+    tlens__free(&tok->alloc, scratch);
+    if (r == TLENS_OK && rank == 0)
+        r = tlens__fail(err, TLENS_ERR_TOKENIZER, "%s: no merges", src->name);
+    return r;
+}
+
+/* ---- The pair table -------------------------------------------------------
+ * Every way to write each merged token as two tokens that BPE can produce
+ * (bytes or merged tokens): GPT-2's 50,000 merges give about 108,000
+ * pairs, 50,000 of them the pairs merges.txt names. This is tiktoken's rule
+ * by construction. (For GPT-2's own files the extra pairs never changed an
+ * id in testing, on 8 million tokens of random token sequences: Hugging
+ * Face's rule, which only merges the named pairs, agrees there. Building
+ * them costs about 10 ms of the load.) */
+
+static int tlens__tok_mergeable(const tlens_tokenizer *tok, int32_t id) {
+    return id >= 0 && (tok->tokens[id].rank >= 0 || tok->tokens[id].len == 1);
+}
+
+/* Every split of every merged token into two mergeable tokens, into
+ * pairs (room for one per split); the count. */
+static size_t tlens__tok_find_pairs(const tlens_tokenizer *tok, tlens__tok_pair *pairs) {
+    size_t count = 0;
+    int32_t id;
+    for (id = 0; id < tok->n_tokens; id++) {
+        const tlens__tok_token *t = &tok->tokens[id];
+        const unsigned char *p = tok->bytes + t->start;
+        uint32_t k;
+        if (t->rank < 0) continue;
+        for (k = 1; k < t->len; k++) {
+            tlens__tok_pair *pair = &pairs[count];
+            pair->left = tlens__tok_lookup(tok, p, k);
+            if (!tlens__tok_mergeable(tok, pair->left)) continue;
+            pair->right = tlens__tok_lookup(tok, p + k, t->len - k);
+            if (!tlens__tok_mergeable(tok, pair->right)) continue;
+            pair->rank = t->rank;
+            pair->merged = id;
+            count++;
+        }
+    }
+    return count;
+}
+
+static tlens_result tlens__tok_build_pairs(tlens_tokenizer *tok, tlens_error *err) {
+    size_t splits = 0, count, bytes, i;
+    uint32_t size;
+    tlens__tok_pair *found;
+    int32_t id;
+    for (id = 0; id < tok->n_tokens; id++)
+        if (tok->tokens[id].rank >= 0) splits += tok->tokens[id].len - 1;
+    if (!tlens__mul_ok(splits, sizeof *found, &bytes) ||
+        !(found = (tlens__tok_pair *)tlens__alloc(&tok->alloc, bytes)))
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for the tokenizer's pair table");
+    count = tlens__tok_find_pairs(tok, found);
+    size = tlens__tok_table_size(count);
+    if (!size || !tlens__mul_ok(size, sizeof *tok->pairs, &bytes) ||
+        !(tok->pairs = (tlens__tok_pair *)tlens__alloc(&tok->alloc, bytes))) {
+        tlens__free(&tok->alloc, found);
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for the tokenizer's pair table");
+    }
+    memset(tok->pairs, 0xFF, bytes); /* left -1: empty */
+    tok->pair_mask = size - 1;
+    for (i = 0; i < count; i++) tlens__tok_pair_add(tok, &found[i]);
+    tlens__free(&tok->alloc, found);
+    return TLENS_OK;
+}
+
+/* ---- Loading ------------------------------------------------------------ */
+
+TLENS_DEF void tlens_tokenizer_free(tlens_tokenizer *tok) {
+    tlens_allocator a;
+    if (!tok) return;
+    a = tok->alloc;
+    tlens__free(&a, tok->tokens);
+    tlens__free(&a, tok->bytes);
+    tlens__free(&a, tok->vocab);
+    tlens__free(&a, tok->pairs);
+    tlens__free(&a, tok);
+}
+
+static tlens_result tlens__tok_load(tlens_tokenizer **out, const tlens__tok_src *vocab,
+                                    const tlens__tok_src *merges, const tlens_allocator *alloc,
+                                    tlens_error *err) {
+    tlens_tokenizer *tok;
+    tlens_result r;
+    if (!out) return tlens__fail(err, TLENS_ERR_ARG, "tlens_tokenizer_load: out is NULL");
+    *out = NULL;
+    if ((!vocab->text && vocab->len) || (!merges->text && merges->len))
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_tokenizer_load_memory: NULL data");
+    if (!(tok = (tlens_tokenizer *)tlens__calloc(alloc, sizeof *tok)))
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for the tokenizer");
+    if (alloc) tok->alloc = *alloc;
+    r = tlens__tok_read_vocab(tok, vocab, err);
+    if (r == TLENS_OK) r = tlens__tok_read_merges(tok, merges, err);
+    if (r == TLENS_OK) r = tlens__tok_build_pairs(tok, err);
+    if (r != TLENS_OK) {
+        tlens_tokenizer_free(tok);
+        return r;
+    }
+    *out = tok;
+    tlens__ok(err);
+    return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_tokenizer_load_memory(tlens_tokenizer **out, const char *vocab_json,
+                                                   size_t vocab_len, const char *merges_txt,
+                                                   size_t merges_len, const tlens_allocator *alloc,
+                                                   tlens_error *err) {
+    tlens__tok_src vocab, merges;
+    vocab.name = "vocab.json";
+    vocab.text = (const unsigned char *)vocab_json;
+    vocab.len = vocab_len;
+    merges.name = "merges.txt";
+    merges.text = (const unsigned char *)merges_txt;
+    merges.len = merges_len;
+    return tlens__tok_load(out, &vocab, &merges, alloc, err);
+}
+
+#ifndef TLENS_NO_STDIO
+TLENS_DEF tlens_result tlens_tokenizer_load_files(tlens_tokenizer **out, const char *vocab_path,
+                                                  const char *merges_path,
+                                                  const tlens_allocator *alloc, tlens_error *err) {
+    char *vocab_data = NULL, *merges_data = NULL;
+    tlens__tok_src vocab, merges;
+    tlens_result r;
+    if (out) *out = NULL;
+    if (!vocab_path || !merges_path)
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_tokenizer_load_files: NULL path");
+    if ((r = tlens__read_file(alloc, vocab_path, &vocab_data, &vocab.len, err)) != TLENS_OK)
+        return r;
+    if ((r = tlens__read_file(alloc, merges_path, &merges_data, &merges.len, err)) != TLENS_OK) {
+        tlens__free(alloc, vocab_data);
+        return r;
+    }
+    vocab.name = vocab_path;
+    vocab.text = (const unsigned char *)vocab_data;
+    merges.name = merges_path;
+    merges.text = (const unsigned char *)merges_data;
+    r = tlens__tok_load(out, &vocab, &merges, alloc, err);
+    tlens__free(alloc, vocab_data);
+    tlens__free(alloc, merges_data);
+    return r;
+}
+
+TLENS_DEF tlens_result tlens_tokenizer_load(tlens_tokenizer **out, const char *dir,
+                                            const tlens_allocator *alloc, tlens_error *err) {
+    static const char *const names[2][2] = {{"vocab.json", "merges.txt"},
+                                            {"encoder.json", "vocab.bpe"}};
+    char vocab_path[1024], merges_path[1024];
+    int i;
+    if (out) *out = NULL;
+    if (!dir) return tlens__fail(err, TLENS_ERR_ARG, "tlens_tokenizer_load: dir is NULL");
+    for (i = 0; i < 2; i++) {
+        if (!tlens__join(vocab_path, sizeof vocab_path, dir, names[i][0]) ||
+            !tlens__join(merges_path, sizeof merges_path, dir, names[i][1]))
+            return tlens__fail(err, TLENS_ERR_ARG, "tlens_tokenizer_load: path too long: %s", dir);
+        if (tlens__file_exists(vocab_path))
+            return tlens_tokenizer_load_files(out, vocab_path, merges_path, alloc, err);
+    }
+    return tlens__fail(err, TLENS_ERR_MISSING,
+                       "%s: no tokenizer files (vocab.json + merges.txt, or encoder.json + vocab.bpe)",
+                       dir);
+}
+#endif /* TLENS_NO_STDIO */
+
+TLENS_DEF int tlens_tokenizer_vocab_size(const tlens_tokenizer *tok) {
+    return tok ? (int)tok->n_tokens : 0;
+}
+
+/* ---- Pre-tokenizing -------------------------------------------------------
+ * tlens__tok_piece_end(s, n, i) is where the pattern's match at s[i] ends. */
+
+/* The length of the contraction at s ('s 't 're 've 'm 'll 'd), or 0. */
+static size_t tlens__tok_contraction(const unsigned char *s, size_t n) {
+    if (n >= 2 && (s[1] == 's' || s[1] == 't' || s[1] == 'm' || s[1] == 'd')) return 2;
+    if (n >= 3 && ((s[1] == 'r' && s[2] == 'e') || (s[1] == 'v' && s[2] == 'e') ||
+                   (s[1] == 'l' && s[2] == 'l')))
+        return 3;
+    return 0;
+}
+
+/* The end of the run of characters of class `cls` from s[i]. */
+static size_t tlens__tok_run_end(const unsigned char *s, size_t n, size_t i, int cls, size_t *hint) {
+    size_t len;
+    if (cls == TLENS__TOK_LETTER) { /* the common case, ASCII words, quickly */
+        while (i < n && s[i] < 0x80 && tlens__tok_ascii_class[s[i]] == TLENS__TOK_LETTER) i++;
+    }
+    while (i < n && tlens__tok_char_at(s, n, i, &len, hint) == cls) i += len;
+    return i;
+}
+
+/* \s+(?!\S)|\s+ from s[i], whose first character is `len` bytes long: the
+ * run of white space, but without its last character when the run has
+ * several and a non-space follows (that one then starts the next
+ * pre-token, as the space of " word"). */
+static size_t tlens__tok_space_end(const unsigned char *s, size_t n, size_t i, size_t len,
+                                   size_t *hint) {
+    size_t last = i, end = i + len;
+    while (end < n && tlens__tok_char_at(s, n, end, &len, hint) == TLENS__TOK_SPACE) {
+        last = end;
+        end += len;
+    }
+    if (end == n || last == i) return end;
+    return last;
+}
+
+/* Where the pre-token that starts at s[i] (i < n) ends. */
+static size_t tlens__tok_piece_end(const unsigned char *s, size_t n, size_t i, size_t *hint) {
+    size_t len, next_len;
+    int cls;
+    if (s[i] == '\'') {
+        size_t c = tlens__tok_contraction(s + i, n - i);
+        if (c) return i + c;
+    }
+    if (s[i] == ' ' && i + 1 < n) { /* " ?" before a letter, number or other run */
+        int next = tlens__tok_char_at(s, n, i + 1, &next_len, hint);
+        if (next <= TLENS__TOK_NUMBER) /* other, letter or number */
+            return tlens__tok_run_end(s, n, i + 1 + next_len, next, hint);
+    }
+    cls = tlens__tok_char_at(s, n, i, &len, hint);
+    if (cls == TLENS__TOK_INVALID) return i + 1;
+    if (cls == TLENS__TOK_SPACE) return tlens__tok_space_end(s, n, i, len, hint);
+    return tlens__tok_run_end(s, n, i + len, cls, hint);
+}
+
+/* ---- Byte-pair encoding -------------------------------------------------- */
+
+/* The state of one tlens_encode call: its output and working memory. */
+typedef struct tlens__tok_work {
+    const tlens_tokenizer *tok;
+    int32_t *ids;
+    size_t cap, n;   /* ids has room for cap; n counts every id, even past cap */
+    size_t hint;     /* for tlens__tok_class_of */
+    void *mem;       /* for pre-tokens of up to mem_bytes bytes */
+    size_t mem_bytes;
+} tlens__tok_work;
+
+static void tlens__tok_emit(tlens__tok_work *w, int32_t id) {
+    if (w->n < w->cap) w->ids[w->n] = id;
+    w->n++;
+}
+
+/* A token of a short pre-token, and the merge with the token after it. */
+typedef struct tlens__tok_part {
+    int32_t id, rank, merged;
+} tlens__tok_part;
+
+static void tlens__tok_part_rank(const tlens_tokenizer *tok, tlens__tok_part *part) {
+    const tlens__tok_pair *pr = tlens__tok_pair_find(tok, part[0].id, part[1].id);
+    part[0].rank = pr ? pr->rank : TLENS__TOK_NO_RANK;
+    part[0].merged = pr ? pr->merged : -1;
+}
+
+/* BPE by scanning for the lowest rank after each merge: quadratic, but
+ * the fastest way for the few bytes of a typical pre-token. */
+static void tlens__tok_bpe_small(tlens__tok_work *w, const unsigned char *p, size_t n) {
+    const tlens_tokenizer *tok = w->tok;
+    tlens__tok_part part[TLENS__TOK_SMALL_PIECE];
+    size_t i, m = n;
+    for (i = 0; i < n; i++) part[i].id = tok->byte_token[p[i]];
+    for (i = 0; i + 1 < n; i++) tlens__tok_part_rank(tok, &part[i]);
+    part[n - 1].rank = TLENS__TOK_NO_RANK;
+    for (;;) {
+        size_t best = 0;
+        for (i = 1; i + 1 < m; i++)
+            if (part[i].rank < part[best].rank) best = i;
+        if (m < 2 || part[best].rank == TLENS__TOK_NO_RANK) break;
+        part[best].id = part[best].merged;
+        memmove(&part[best + 1], &part[best + 2], (m - best - 2) * sizeof *part);
+        m--;
+        if (best > 0) tlens__tok_part_rank(tok, &part[best - 1]);
+        if (best + 1 < m) tlens__tok_part_rank(tok, &part[best]);
+        else part[best].rank = TLENS__TOK_NO_RANK;
+    }
+    for (i = 0; i < m; i++) tlens__tok_emit(w, part[i].id);
+}
+
+/* A candidate merge for the heap: the pair that starts at byte `pos`. */
+typedef struct tlens__tok_item {
+    size_t pos;
+    int32_t rank;
+} tlens__tok_item;
+
+/* The heap's order: lowest rank first, then leftmost. */
+static int tlens__tok_item_before(const tlens__tok_item *a, const tlens__tok_item *b) {
+    return a->rank < b->rank || (a->rank == b->rank && a->pos < b->pos);
+}
+
+static void tlens__tok_heap_push(tlens__tok_item *heap, size_t *n, tlens__tok_item item) {
+    size_t i = (*n)++;
+    while (i > 0 && tlens__tok_item_before(&item, &heap[(i - 1) / 2])) {
+        heap[i] = heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    heap[i] = item;
+}
+
+static tlens__tok_item tlens__tok_heap_pop(tlens__tok_item *heap, size_t *n) {
+    tlens__tok_item top = heap[0], last = heap[--*n];
+    size_t i = 0, child;
+    while ((child = 2 * i + 1) < *n) {
+        if (child + 1 < *n && tlens__tok_item_before(&heap[child + 1], &heap[child])) child++;
+        if (!tlens__tok_item_before(&heap[child], &last)) break;
+        heap[i] = heap[child];
+        i = child;
+    }
+    heap[i] = last;
+    return top;
+}
+
+/* The linked list of tokens of a long pre-token: the token that starts at
+ * byte i is id[i] (-1 once merged into the one before), followed by the
+ * token at next[i] and preceded by the one at prev[i] (n: none). */
+typedef struct tlens__tok_list {
+    int32_t *id;
+    size_t *next, *prev;
+    size_t n;
+    tlens__tok_item *heap;
+    size_t heap_n;
+} tlens__tok_list;
+
+static void tlens__tok_push_pair(const tlens_tokenizer *tok, tlens__tok_list *l, size_t i) {
+    const tlens__tok_pair *pr;
+    if (i >= l->n || l->next[i] >= l->n) return;
+    pr = tlens__tok_pair_find(tok, l->id[i], l->id[l->next[i]]);
+    if (pr) {
+        tlens__tok_item item;
+        item.pos = i;
+        item.rank = pr->rank;
+        tlens__tok_heap_push(l->heap, &l->heap_n, item);
+    }
+}
+
+/* Working memory for a pre-token of n bytes: the list and a heap of up to
+ * 2n candidates (n - 1 at first; each merge pops one and pushes at most
+ * two, and there are at most n - 1 merges). */
+static int tlens__tok_reserve(tlens__tok_work *w, size_t n, tlens__tok_list *l) {
+    size_t per_byte = 2 * sizeof(tlens__tok_item) + 2 * sizeof(size_t) + sizeof(int32_t), bytes;
+    unsigned char *mem;
+    if (!tlens__mul_ok(n, per_byte, &bytes)) return 0;
+    if (bytes > w->mem_bytes) {
+        tlens__free(&w->tok->alloc, w->mem);
+        w->mem_bytes = 0;
+        if (!(w->mem = tlens__alloc(&w->tok->alloc, bytes))) return 0;
+        w->mem_bytes = bytes;
+    }
+    mem = (unsigned char *)w->mem; /* largest alignment first */
+    l->heap = (tlens__tok_item *)(void *)mem;
+    l->next = (size_t *)(void *)(mem + 2 * n * sizeof(tlens__tok_item));
+    l->prev = l->next + n;
+    l->id = (int32_t *)(void *)(l->prev + n);
+    l->n = n;
+    l->heap_n = 0;
+    return 1;
+}
+
+/* BPE with a heap of candidate merges, in O(n log n): for long pre-tokens
+ * (a run of thousands of letters must not take quadratic time). A
+ * candidate is still valid when popped if its pair still has its rank. */
+static tlens_result tlens__tok_bpe_large(tlens__tok_work *w, const unsigned char *p, size_t n,
+                                         tlens_error *err) {
+    const tlens_tokenizer *tok = w->tok;
+    tlens__tok_list l;
+    size_t i;
+    if (!tlens__tok_reserve(w, n, &l))
+        return tlens__fail(err, TLENS_ERR_NOMEM, "tlens_encode: out of memory for a pre-token of %zu bytes", n);
+    for (i = 0; i < n; i++) {
+        l.id[i] = tok->byte_token[p[i]];
+        l.next[i] = i + 1;
+        l.prev[i] = i ? i - 1 : n;
+    }
+    for (i = 0; i + 1 < n; i++) tlens__tok_push_pair(tok, &l, i);
+    while (l.heap_n) {
+        tlens__tok_item item = tlens__tok_heap_pop(l.heap, &l.heap_n);
+        size_t left = item.pos, right = l.next[left];
+        const tlens__tok_pair *pr;
+        if (l.id[left] < 0 || right >= n) continue;
+        pr = tlens__tok_pair_find(tok, l.id[left], l.id[right]);
+        if (!pr || pr->rank != item.rank) continue; /* stale */
+        l.id[left] = pr->merged;
+        l.id[right] = -1;
+        l.next[left] = l.next[right];
+        if (l.next[right] < n) l.prev[l.next[right]] = left;
+        tlens__tok_push_pair(tok, &l, l.prev[left]);
+        tlens__tok_push_pair(tok, &l, left);
+    }
+    for (i = 0; i < n; i = l.next[i]) tlens__tok_emit(w, l.id[i]);
+    return TLENS_OK;
+}
+
+/* Encode one pre-token. */
+static tlens_result tlens__tok_encode_piece(tlens__tok_work *w, const unsigned char *p, size_t n,
+                                            tlens_error *err) {
+    int32_t id = tlens__tok_lookup(w->tok, p, n);
+    if (tlens__tok_mergeable(w->tok, id)) {
+        tlens__tok_emit(w, id);
+        return TLENS_OK;
+    }
+    if (n <= TLENS__TOK_SMALL_PIECE) {
+        tlens__tok_bpe_small(w, p, n);
+        return TLENS_OK;
+    }
+    return tlens__tok_bpe_large(w, p, n, err);
+}
+
+/* Encode text that holds no special token: pre-tokens, then BPE. */
+static tlens_result tlens__tok_encode_ordinary(tlens__tok_work *w, const unsigned char *s,
+                                               size_t n, tlens_error *err) {
+    size_t i = 0;
+    while (i < n) {
+        size_t end = tlens__tok_piece_end(s, n, i, &w->hint);
+        tlens_result r = tlens__tok_encode_piece(w, s + i, end - i, err);
+        if (r != TLENS_OK) return r;
+        i = end;
+    }
+    return TLENS_OK;
+}
+
+/* Where the next "<|endoftext|>" begins in s[from..n), or n. */
+static size_t tlens__tok_find_eot(const tlens_tokenizer *tok, const unsigned char *s, size_t n,
+                                  size_t from) {
+    const tlens__tok_token *t;
+    if (tok->eot < 0) return n;
+    t = &tok->tokens[tok->eot];
+    while (from < n) {
+        const unsigned char *lt = (const unsigned char *)memchr(s + from, tok->bytes[t->start], n - from);
+        size_t at;
+        if (!lt) break;
+        at = (size_t)(lt - s);
+        if (n - at >= t->len && memcmp(lt, tok->bytes + t->start, t->len) == 0) return at;
+        from = at + 1;
+    }
+    return n;
+}
+
+/* Encode into w (w->n counts the ids, also those past w->cap). */
+static tlens_result tlens__tok_encode_into(tlens__tok_work *w, const unsigned char *s, size_t n,
+                                           int prepend_bos, tlens_error *err) {
+    const tlens_tokenizer *tok = w->tok;
+    size_t start = 0;
+    tlens_result r = TLENS_OK;
+    if (prepend_bos) {
+        if (tok->eot < 0)
+            return tlens__fail(err, TLENS_ERR_ARG, "tlens_encode: prepend_bos, but the vocabulary has no <|endoftext|>");
+        tlens__tok_emit(w, tok->eot);
+    }
+    while (start < n && r == TLENS_OK) {
+        size_t eot = tlens__tok_find_eot(tok, s, n, start);
+        r = tlens__tok_encode_ordinary(w, s + start, eot - start, err);
+        if (eot == n) break;
+        tlens__tok_emit(w, tok->eot);
+        start = eot + tok->tokens[tok->eot].len;
+    }
+    tlens__free(&tok->alloc, w->mem);
+    w->mem = NULL;
+    w->mem_bytes = 0;
+    return r;
+}
+
+static void tlens__tok_work_init(tlens__tok_work *w, const tlens_tokenizer *tok, int32_t *ids,
+                                 size_t cap) {
+    w->tok = tok;
+    w->ids = ids;
+    w->cap = ids ? cap : 0;
+    w->n = 0;
+    w->hint = 0;
+    w->mem = NULL;
+    w->mem_bytes = 0;
+}
+
+/* ---- The public functions ------------------------------------------------ */
+
+TLENS_DEF tlens_result tlens_encode(const tlens_tokenizer *tok, const char *text, size_t len,
+                                    int prepend_bos, int32_t *ids, size_t cap, size_t *n_out,
+                                    tlens_error *err) {
+    tlens__tok_work w;
+    tlens_result r;
+    if (n_out) *n_out = 0;
+    if (!tok || !n_out || (!text && len))
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_encode: NULL tokenizer, text or n_out");
+    tlens__tok_work_init(&w, tok, ids, cap);
+    if ((r = tlens__tok_encode_into(&w, (const unsigned char *)text, len, prepend_bos, err)) != TLENS_OK)
+        return r;
+    *n_out = w.n;
+    if (w.n > w.cap)
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_encode: the text is %zu tokens, ids has room for %zu",
+                           w.n, w.cap);
+    tlens__ok(err);
+    return TLENS_OK;
+}
+
+TLENS_DEF const char *tlens_token_bytes(const tlens_tokenizer *tok, int32_t id, size_t *len) {
+    if (!tok || id < 0 || id >= tok->n_tokens) {
+        if (len) *len = 0;
+        return NULL;
+    }
+    if (len) *len = tok->tokens[id].len;
+    return (const char *)tok->bytes + tok->tokens[id].start;
+}
+
+TLENS_DEF tlens_result tlens_decode(const tlens_tokenizer *tok, const int32_t *ids, size_t n,
+                                    char *out, size_t cap, size_t *len_out, tlens_error *err) {
+    size_t total = 0, i;
+    if (len_out) *len_out = 0;
+    if (!tok || !len_out || (!ids && n))
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_decode: NULL tokenizer, ids or len_out");
+    for (i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= tok->n_tokens)
+            return tlens__fail(err, TLENS_ERR_TOKEN, "tlens_decode: ids[%zu] = %d is not in the vocabulary (0..%d)",
+                               i, (int)ids[i], (int)tok->n_tokens - 1);
+        total += tok->tokens[ids[i]].len;
+        if (total < tok->tokens[ids[i]].len) /* wrapped around */
+            return tlens__fail(err, TLENS_ERR_ARG, "tlens_decode: the text would be too long");
+    }
+    *len_out = total;
+    if (!out) {
+        if (cap) return tlens__fail(err, TLENS_ERR_ARG, "tlens_decode: out is NULL");
+        tlens__ok(err); /* asking for the length */
+        return TLENS_OK;
+    }
+    if (total > cap)
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_decode: the text is %zu bytes, out has room for %zu",
+                           total, cap);
+    for (i = 0, total = 0; i < n; i++) {
+        const tlens__tok_token *t = &tok->tokens[ids[i]];
+        memcpy(out + total, tok->bytes + t->start, t->len);
+        total += t->len;
+    }
+    if (total < cap) out[total] = '\0';
+    tlens__ok(err);
+    return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_to_single_token(const tlens_tokenizer *tok, const char *text,
+                                             size_t len, int32_t *id, tlens_error *err) {
+    tlens__tok_work w;
+    int32_t ids[2];
+    tlens_result r;
+    if (!tok || !id || (!text && len))
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_to_single_token: NULL tokenizer, text or id");
+    tlens__tok_work_init(&w, tok, ids, 2);
+    if ((r = tlens__tok_encode_into(&w, (const unsigned char *)text, len, 0, err)) != TLENS_OK)
+        return r;
+    if (w.n != 1)
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_to_single_token: the text is %zu tokens, not one", w.n);
+    *id = ids[0];
+    tlens__ok(err);
+    return TLENS_OK;
+}
+
+TLENS_DEF int tlens_token_position(const int32_t *ids, size_t n, int32_t id, int last) {
+    const size_t int_max = (size_t)((unsigned)-1 >> 1);
+    size_t i;
+    if (!ids) return -1;
+    if (n > int_max) n = int_max;
+    if (last) {
+        for (i = n; i > 0; i--)
+            if (ids[i - 1] == id) return (int)(i - 1);
+    } else {
+        for (i = 0; i < n; i++)
+            if (ids[i] == id) return (int)i;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------------
+ * 3.4 A small JSON reader
  *
  * Enough JSON for config.json and safetensors headers: the text is parsed
  * once into an array of nodes that point back into the text (strings keep
@@ -1147,7 +2759,7 @@ static int tlens__json_get(const tlens__json *j, int obj, const char *key) {
 }
 
 /* ------------------------------------------------------------------------
- * 3.4 Kernels (placeholder: plain row-major layout; replaced by the packed
+ * 3.5 Kernels (placeholder: plain row-major layout; replaced by the packed
  *     SIMD kernels)
  * ---------------------------------------------------------------------- */
 #define TLENS__MAT_LAYOUT 0u
@@ -1244,7 +2856,7 @@ static void tlens__gemm_nn(float *c, int ldc, const float *a, int lda, const flo
 }
 
 /* ------------------------------------------------------------------------
- * 3.5 The model: parameters, configuration, safetensors, Hugging Face
+ * 3.6 The model: parameters, configuration, safetensors, Hugging Face
  *
  * Parameters keep TransformerLens' names but Hugging Face's Conv1D layout,
  * [inputs, outputs], which is also what the matmul reads:
@@ -1301,6 +2913,7 @@ struct tlens_model {
     char *merges_txt;
     size_t vocab_len, merges_len;
     void *file;              /* a .tlens file read by tlens_load          */
+    tlens_tokenizer *tokenizer; /* from vocab.json + merges.txt, or NULL  */
 };
 
 /* The parameter table: one row per tensor, in file order. It drives the
@@ -1626,7 +3239,7 @@ static const tlens__st_entry *tlens__st_find(const tlens__st *st, const char *na
 }
 
 /* ------------------------------------------------------------------------
- * 3.6 Weight processing, as TransformerLens' from_pretrained does it
+ * 3.7 Weight processing, as TransformerLens' from_pretrained does it
  *
  * It runs on a float32 "state": every parameter in Hugging Face layout,
  * W_U already transposed to (D, V) and separate from W_E even when tied
@@ -1785,6 +3398,13 @@ static tlens_result tlens__model_new(tlens_model **out, const tlens_config *c, c
     if (a) m->alloc = *a;
     *out = m;
     return TLENS_OK;
+}
+
+/* Build the model's tokenizer from the vocab.json / merges.txt it keeps. */
+static tlens_result tlens__model_tokenizer(tlens_model *m, tlens_error *err) {
+    if (!m->vocab_json || !m->merges_txt) return TLENS_OK;
+    return tlens_tokenizer_load_memory(&m->tokenizer, m->vocab_json, m->vocab_len, m->merges_txt, m->merges_len,
+                                       &m->alloc, err);
 }
 
 /* The source of table row p in the state, as (rows, cols) float32. */
@@ -2100,6 +3720,7 @@ static tlens_result tlens__load_hf(tlens_model **out, const char *dir, const tle
             if ((r = tlens__read_file(a, path, &m->vocab_json, &m->vocab_len, err))) goto done;
             tlens__join(path, sizeof path, dir, "merges.txt");
             if ((r = tlens__read_file(a, path, &m->merges_txt, &m->merges_len, err))) goto done;
+            if ((r = tlens__model_tokenizer(m, err))) goto done;
         }
     }
 done:
@@ -2114,7 +3735,7 @@ done:
 #endif /* TLENS_NO_STDIO */
 
 /* ------------------------------------------------------------------------
- * 3.7 The .tlens file format
+ * 3.8 The .tlens file format
  *
  * One self-contained file: configuration, tokenizer and weights. All
  * integers and floats are little-endian. Offsets are from the start of the
@@ -2328,7 +3949,7 @@ static tlens_result tlens__reprocess(tlens_model *m, int flags, tlens_dtype dt, 
 
 TLENS_DEF tlens_result tlens_load_memory(tlens_model **out, const void *data, size_t size,
                                          const tlens_load_options *opt, tlens_error *err) {
-    static const tlens_load_options defaults;
+    tlens_load_options defaults;
     const unsigned char *d = (const unsigned char *)data;
     tlens_config cfg;
     tlens_dtype dt = TLENS_F32;
@@ -2337,6 +3958,7 @@ TLENS_DEF tlens_result tlens_load_memory(tlens_model **out, const void *data, si
     tlens__param *t = NULL;
     uint64_t *offs = NULL;
     tlens_result r;
+    memset(&defaults, 0, sizeof defaults);
     if (!opt) opt = &defaults;
     *out = NULL;
     if (!data) return tlens__fail(err, TLENS_ERR_ARG, "tlens_load_memory: no data");
@@ -2351,7 +3973,8 @@ TLENS_DEF tlens_result tlens_load_memory(tlens_model **out, const void *data, si
     if (!offs) { r = tlens__fail(err, TLENS_ERR_NOMEM, "out of memory"); goto done; }
     if ((r = tlens__tlens_table(d, size, t, n, dt, offs, err))) goto done;
     if ((r = tlens__tlens_wire(m, d, t, n, offs, err))) goto done;
-    if (!opt->no_tokenizer && (r = tlens__tlens_tokenizer(m, d, size, err))) goto done;
+    if (!opt->no_tokenizer && ((r = tlens__tlens_tokenizer(m, d, size, err)) || (r = tlens__model_tokenizer(m, err))))
+        goto done;
     want = tlens__flags_from_options(opt);
     if (want != processing && processing != 0) {
         r = tlens__fail(err, TLENS_ERR_CONFIG,
@@ -2400,12 +4023,15 @@ TLENS_DEF void tlens_free(tlens_model *m) {
     tlens__free(&a, m->vocab_json);
     tlens__free(&a, m->merges_txt);
     tlens__free(&a, m->file);
+    tlens_tokenizer_free(m->tokenizer);
     tlens__free(&a, m);
 }
 
 TLENS_DEF const tlens_config *tlens_model_config(const tlens_model *m) { return &m->cfg; }
 
 TLENS_DEF int tlens_model_processed(const tlens_model *m) { return m->processing != 0; }
+
+TLENS_DEF const tlens_tokenizer *tlens_model_tokenizer(const tlens_model *m) { return m->tokenizer; }
 
 #ifndef TLENS_NO_STDIO
 static void tlens__put32(unsigned char *p, uint32_t v) {
@@ -2419,7 +4045,7 @@ static void tlens__put64(unsigned char *p, uint64_t v) {
 
 /* Write `n` bytes of tensor data little-endian, padded to 64 bytes. */
 static int tlens__write_tensor(FILE *f, const void *p, size_t bytes, size_t width) {
-    static const unsigned char zeros[64];
+    unsigned char zeros[64] = {0};
     size_t pad = (64u - (bytes & 63u)) & 63u;
     if (tlens__host_is_little_endian()) {
         if (fwrite(p, 1, bytes, f) != bytes) return 0;
@@ -2503,7 +4129,7 @@ TLENS_DEF tlens_result tlens_save(const tlens_model *m, const char *path, tlens_
         }
         {
             int ok = table != NULL;
-            static const unsigned char zeros[64];
+            unsigned char zeros[64] = {0};
             size_t pad = (size_t)(data_off - merges_off - m->merges_len);
             ok = ok && fwrite(h, 1, sizeof h, f) == sizeof h;
             ok = ok && fwrite(table, 1, (size_t)n * TLENS__TABLE_ROW, f) == (size_t)n * TLENS__TABLE_ROW;
@@ -2568,12 +4194,13 @@ static tlens_result tlens__read_file_aligned(const tlens_allocator *a, const cha
 /* A path is a Hugging Face folder when it holds config.json. */
 TLENS_DEF tlens_result tlens_load(tlens_model **out, const char *path, const tlens_load_options *opt,
                                   tlens_error *err) {
-    static const tlens_load_options defaults;
+    tlens_load_options defaults;
     char cfg[4096];
     char *data = NULL, *aligned = NULL;
     size_t size = 0;
     tlens_result r;
     tlens_model *m;
+    memset(&defaults, 0, sizeof defaults);
     if (!opt) opt = &defaults;
     *out = NULL;
     if (!path) return tlens__fail(err, TLENS_ERR_ARG, "tlens_load: no path");
@@ -3441,9 +5068,10 @@ TLENS_DEF int tlens_kv_length(const tlens_ctx *ctx) { return ctx->kv_len; }
 
 TLENS_DEF tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens, int batch, int pos,
                                     const tlens_run_options *opt, tlens_error *err) {
-    static const tlens_run_options defaults;
+    tlens_run_options defaults;
     tlens_result r;
     int stop, L = ctx->m->cfg.n_layers, first = 0, last = L;
+    memset(&defaults, 0, sizeof defaults);
     if (!opt) opt = &defaults;
     if (opt->stop_at_layer) last = opt->stop_at_layer < 0 ? L + opt->stop_at_layer : opt->stop_at_layer;
     if (opt->start_resid) first = opt->start_at_layer < 0 ? L + opt->start_at_layer : opt->start_at_layer;
@@ -3891,7 +5519,7 @@ static int32_t tlens__sample(const float *logits, int V, const tlens_generate_op
 TLENS_DEF tlens_result tlens_generate(tlens_ctx *ctx, const int32_t *prompt, int n_prompt,
                                       const tlens_generate_options *opt, int32_t *out, int cap, int *n_out,
                                       tlens_error *err) {
-    static const tlens_generate_options defaults;
+    tlens_generate_options defaults;
     const tlens_config *c = &ctx->m->cfg;
     tlens_run_options ro;
     int max_new, n = 0, eos, V = c->d_vocab, total;
@@ -3899,6 +5527,7 @@ TLENS_DEF tlens_result tlens_generate(tlens_ctx *ctx, const int32_t *prompt, int
     float *work = NULL;
     int *order = NULL, *seq = NULL;
     tlens_result r = TLENS_OK;
+    memset(&defaults, 0, sizeof defaults);
     if (!opt) opt = &defaults;
     if (n_out) *n_out = 0;
     max_new = opt->max_new_tokens > 0 ? opt->max_new_tokens : 10;
@@ -4267,11 +5896,12 @@ static int tlens__detection(const int32_t *tok, int i, int j, int kind) {
 
 TLENS_DEF tlens_result tlens_detect_heads(tlens_ctx *ctx, const int32_t *tokens, int n, int kind,
                                           const tlens_detect_options *opt, float *scores, tlens_error *err) {
-    static const tlens_detect_options defaults;
+    tlens_detect_options defaults;
     const tlens_config *c = &ctx->m->cfg;
     int n_sel = ctx->n_sel, l, h, i, j;
     tlens_result r;
     char name[64];
+    memset(&defaults, 0, sizeof defaults);
     if (!opt) opt = &defaults;
     if (n < 2 || n >= c->n_ctx) return tlens__fail(err, TLENS_ERR_LENGTH, "head detection needs 1 < length < n_ctx");
     if ((r = tlens__select_push(ctx, "blocks.*.attn.hook_pattern", NULL, NULL, err))) return r;
@@ -4320,12 +5950,13 @@ static float tlens__rng_normal(uint64_t *state) {
 
 TLENS_DEF tlens_result tlens_init_random(tlens_model **out, const tlens_config *cfg, const tlens_load_options *opt,
                                          uint64_t seed, tlens_error *err) {
-    static const tlens_load_options defaults;
+    tlens_load_options defaults;
     tlens_config c = *cfg;
     tlens__state s;
     tlens_model *m = NULL;
     tlens_result r;
     size_t i, n;
+    memset(&defaults, 0, sizeof defaults);
     if (!opt) opt = &defaults;
     *out = NULL;
     if (!c.d_head && c.n_heads > 0) c.d_head = c.d_model / c.n_heads;

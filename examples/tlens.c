@@ -8,6 +8,7 @@
  *   tlens generate MODEL (--prompt TEXT | --tokens "1 2 3") [-n N]
  *             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--print-ids]
  *   tlens hooks MODEL [--optional-hooks]
+ *   tlens tokenize [--tokenizer DIR] [--prepend-bos] (TEXT | --file PATH | --jsonl PATH)
  *
  * MODEL is a Hugging Face GPT-2 folder or a .tlens file. Every error ends
  * the program with status 1 and one line on stderr naming the problem.
@@ -29,11 +30,17 @@
 
 #define MAX_GLOBS 64
 
+/* GPT-2's tokenizer, for models that come without one (set by the Makefile
+ * to the repository's tokenizer/ folder). */
+#ifndef TLENS_TOKENIZER_DIR
+#define TLENS_TOKENIZER_DIR "tokenizer"
+#endif
+
 typedef struct cli {
     const char *model_path;
-    const char *prompt, *tokens_text, *tokens_npy, *npy_dir;
+    const char *prompt, *tokens_text, *tokens_npy, *npy_dir, *tokenizer_dir, *file, *jsonl, *text;
     const char *globs[MAX_GLOBS], *zeros[MAX_GLOBS], *patches[MAX_GLOBS];
-    int n_globs, n_zeros, n_patches, top, optional_hooks, no_bos, loss, print_ids;
+    int n_globs, n_zeros, n_patches, top, optional_hooks, no_bos, prepend_bos, loss, print_ids;
     tlens_load_options load;
     tlens_generate_options gen;
 } cli;
@@ -54,7 +61,8 @@ static void usage(void) {
             "                 [--zero NAME[:HEAD]]... [--patch NAME=FILE.npy]... [--loss]\n"
             "       tlens generate MODEL (--prompt TEXT | --tokens \"1 2 3\") [-n N] [--temperature T]\n"
             "                 [--top-k K] [--top-p P] [--seed S] [--print-ids]\n"
-            "       tlens hooks MODEL [--optional-hooks]\n");
+            "       tlens hooks MODEL [--optional-hooks]\n"
+            "       tlens tokenize [--tokenizer DIR] [--prepend-bos] (TEXT | --file PATH | --jsonl PATH)\n");
 }
 
 /* Options shared by the commands; returns 0 for an unknown option. */
@@ -71,6 +79,10 @@ static int parse_common(cli *c, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--bf16")) c->load.weight_dtype = TLENS_BF16;
     else if (!strcmp(a, "--optional-hooks")) c->optional_hooks = 1;
     else if (!strcmp(a, "--no-bos")) c->no_bos = 1;
+    else if (!strcmp(a, "--prepend-bos")) c->prepend_bos = 1;
+    else if (!strcmp(a, "--tokenizer")) { NEEDS_VALUE(); c->tokenizer_dir = next; }
+    else if (!strcmp(a, "--file")) { NEEDS_VALUE(); c->file = next; }
+    else if (!strcmp(a, "--jsonl")) { NEEDS_VALUE(); c->jsonl = next; }
     else if (!strcmp(a, "--prompt")) { NEEDS_VALUE(); c->prompt = next; }
     else if (!strcmp(a, "--tokens")) { NEEDS_VALUE(); c->tokens_text = next; }
     else if (!strcmp(a, "--tokens-npy")) { NEEDS_VALUE(); c->tokens_npy = next; }
@@ -161,12 +173,45 @@ static int read_tokens_npy(const char *path, int32_t **out, int *rows, int *cols
     return 0;
 }
 
+/* The tokenizer to use: the model's, else --tokenizer DIR, else GPT-2's. */
+static const tlens_tokenizer *get_tokenizer(const cli *c, const tlens_model *model, tlens_tokenizer **owned) {
+    tlens_error err;
+    *owned = NULL;
+    if (model && !c->tokenizer_dir && tlens_model_tokenizer(model)) return tlens_model_tokenizer(model);
+    if (tlens_tokenizer_load(owned, c->tokenizer_dir ? c->tokenizer_dir : TLENS_TOKENIZER_DIR, NULL, &err) != TLENS_OK) {
+        die("%s", err.message);
+        return NULL;
+    }
+    return *owned;
+}
+
+static int encode_text(const tlens_tokenizer *tok, const char *text, size_t len, int bos, int32_t **ids, int *n) {
+    size_t count = 0;
+    tlens_error err;
+    *ids = (int32_t *)malloc((len + 2) * sizeof **ids);
+    if (!*ids) return die("%s", "out of memory");
+    if (tlens_encode(tok, text, len, bos, *ids, len + 2, &count, &err) != TLENS_OK) {
+        free(*ids);
+        return die("%s", err.message);
+    }
+    *n = (int)count;
+    return 0;
+}
+
 static int get_tokens(const cli *c, const tlens_model *model, int32_t **ids, int *rows, int *cols) {
     if (c->tokens_text) return parse_tokens(c->tokens_text, ids, rows, cols);
     if (c->tokens_npy) return read_tokens_npy(c->tokens_npy, ids, rows, cols);
     if (c->prompt) {
-        (void)model;
-        return die("%s", "--prompt needs a tokenizer, which this build does not have yet");
+        /* as TransformerLens' to_tokens: BOS first unless --no-bos */
+        tlens_tokenizer *owned;
+        const tlens_tokenizer *tok = get_tokenizer(c, model, &owned);
+        int status;
+        if (!tok) return 1;
+        status = encode_text(tok, c->prompt, strlen(c->prompt), !c->no_bos, ids, cols);
+        tlens_tokenizer_free(owned);
+        *rows = 1;
+        if (!status && *cols == 0) { free(*ids); return die("%s", "the prompt is empty"); }
+        return status;
     }
     return die("%s", "give --prompt, --tokens or --tokens-npy");
 }
@@ -293,6 +338,14 @@ static int print_token_id(int32_t token, void *user) {
     return 0;
 }
 
+static int print_token_text(int32_t token, void *user) {
+    size_t len;
+    const char *bytes = tlens_token_bytes((const tlens_tokenizer *)user, token, &len);
+    if (bytes) fwrite(bytes, 1, len, stdout);
+    fflush(stdout);
+    return 0;
+}
+
 static int cmd_generate(int argc, char **argv) {
     cli c;
     tlens_model *model;
@@ -308,10 +361,18 @@ static int cmd_generate(int argc, char **argv) {
     if (c.gen.max_new_tokens <= 0) c.gen.max_new_tokens = 20;
     out = (int32_t *)malloc((size_t)c.gen.max_new_tokens * sizeof *out);
     c.gen.on_token = print_token_id;
+    if (!c.print_ids && tlens_model_tokenizer(model) && !c.tokens_text) {
+        c.gen.on_token = print_token_text;
+        c.gen.user = (void *)tlens_model_tokenizer(model);
+    }
     if (!out) status = die("%s", "out of memory");
     else if (add_interventions(&c, ctx)) status = 1;
     else {
-        for (i = 0; i < cols; i++) printf("%s%d", i ? " " : "", (int)ids[i]);
+        if (c.gen.on_token == print_token_text) {
+            if (c.prompt) fputs(c.prompt, stdout);
+        } else {
+            for (i = 0; i < cols; i++) printf("%s%d", i ? " " : "", (int)ids[i]);
+        }
         fflush(stdout);
         if (tlens_generate(ctx, ids, cols, &c.gen, out, c.gen.max_new_tokens, &n, &err) != TLENS_OK)
             status = die("%s", err.message);
@@ -354,11 +415,108 @@ static int cmd_hooks(int argc, char **argv) {
     return status;
 }
 
+/* A minimal reader for {"text": "..."} lines: the value of "text". */
+static char *jsonl_text(const char *line, size_t *len) {
+    const char *p = strstr(line, "\"text\"");
+    char *out, *o;
+    if (!p) return NULL;
+    p = strchr(p + 6, '"');
+    if (!p) return NULL;
+    out = o = (char *)malloc(strlen(p) + 1);
+    for (p++; *p && *p != '"'; p++) {
+        unsigned long u;
+        if (*p != '\\') { *o++ = *p; continue; }
+        p++;
+        switch (*p) {
+        case 'n': *o++ = '\n'; break;
+        case 't': *o++ = '\t'; break;
+        case 'r': *o++ = '\r'; break;
+        case 'b': *o++ = '\b'; break;
+        case 'f': *o++ = '\f'; break;
+        case 'u':
+            u = strtoul((char[5]){p[1], p[2], p[3], p[4], 0}, NULL, 16);
+            p += 4;
+            if (u >= 0xd800 && u < 0xdc00 && p[1] == '\\' && p[2] == 'u') {
+                unsigned long lo = strtoul((char[5]){p[3], p[4], p[5], p[6], 0}, NULL, 16);
+                u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+                p += 6;
+            }
+            if (u < 0x80) *o++ = (char)u;
+            else if (u < 0x800) { *o++ = (char)(0xc0 | (u >> 6)); *o++ = (char)(0x80 | (u & 0x3f)); }
+            else if (u < 0x10000) { *o++ = (char)(0xe0 | (u >> 12)); *o++ = (char)(0x80 | ((u >> 6) & 0x3f)); *o++ = (char)(0x80 | (u & 0x3f)); }
+            else { *o++ = (char)(0xf0 | (u >> 18)); *o++ = (char)(0x80 | ((u >> 12) & 0x3f)); *o++ = (char)(0x80 | ((u >> 6) & 0x3f)); *o++ = (char)(0x80 | (u & 0x3f)); }
+            break;
+        default: *o++ = *p; break;
+        }
+        if (!*p) break;
+    }
+    *len = (size_t)(o - out);
+    return out;
+}
+
+static int print_ids_line(const tlens_tokenizer *tok, const char *text, size_t len, int bos) {
+    int32_t *ids;
+    int n, i;
+    if (encode_text(tok, text, len, bos, &ids, &n)) return 1;
+    for (i = 0; i < n; i++) printf("%s%d", i ? " " : "", (int)ids[i]);
+    printf("\n");
+    free(ids);
+    return 0;
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+    cli c;
+    tlens_tokenizer *tok = NULL;
+    tlens_error err;
+    int i, status = 0;
+    memset(&c, 0, sizeof c);
+    for (i = 2; i < argc; i++) {
+        int r = parse_common(&c, argc, argv, &i);
+        if (r < 0) return die("option %s needs a value", argv[i]);
+        if (r > 0) continue;
+        if (argv[i][0] == '-' && argv[i][1]) return die("unknown option %s", argv[i]);
+        c.text = argv[i];
+    }
+    if (!c.text && !c.file && !c.jsonl) return die("%s", "give TEXT, --file PATH or --jsonl PATH");
+    if (tlens_tokenizer_load(&tok, c.tokenizer_dir ? c.tokenizer_dir : TLENS_TOKENIZER_DIR, NULL, &err) != TLENS_OK)
+        return die("%s", err.message);
+    if (c.text) {
+        status = print_ids_line(tok, c.text, strlen(c.text), c.prepend_bos);
+    } else {
+        FILE *f = fopen(c.file ? c.file : c.jsonl, "rb");
+        if (!f) {
+            status = die("cannot open %s", c.file ? c.file : c.jsonl);
+        } else if (c.file) {
+            size_t cap = 1 << 16, len = 0, got;
+            char *buf = (char *)malloc(cap);
+            while (buf && (got = fread(buf + len, 1, cap - len, f)) > 0) {
+                len += got;
+                if (len == cap) buf = (char *)realloc(buf, cap *= 2);
+            }
+            status = buf ? print_ids_line(tok, buf, len, c.prepend_bos) : die("%s", "out of memory");
+            free(buf);
+        } else {
+            static char line[1 << 20];
+            while (!status && fgets(line, sizeof line, f)) {
+                size_t len;
+                char *text = jsonl_text(line, &len);
+                if (!text) { status = die("%s: a line without \"text\"", c.jsonl); break; }
+                status = print_ids_line(tok, text, len, c.prepend_bos);
+                free(text);
+            }
+        }
+        if (f) fclose(f);
+    }
+    tlens_tokenizer_free(tok);
+    return status;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) { usage(); return 1; }
     if (!strcmp(argv[1], "run")) return cmd_run(argc, argv);
     if (!strcmp(argv[1], "hooks")) return cmd_hooks(argc, argv);
     if (!strcmp(argv[1], "generate")) return cmd_generate(argc, argv);
+    if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc, argv);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(); return 0; }
     usage();
     return die("unknown command %s", argv[1]);

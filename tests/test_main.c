@@ -10,6 +10,7 @@
 #include "test_run.c"
 #include "test_toolkit.c"
 #include "test_loader.c"
+#include "test_tokenizer.c"
 
 int main(int argc, char **argv) {
     if (argc > 1) tt.filter = argv[1];
@@ -17,5 +18,6 @@ int main(int argc, char **argv) {
     tests_run();
     tests_toolkit();
     tests_loader();
+    tests_tokenizer();
     return tt_finish();
 }
