@@ -5,7 +5,7 @@ WARN    := -std=c99 -Wall -Wextra -Wpedantic
 LDLIBS  := -lm
 BUILD   := build
 
-.PHONY: all test clean
+.PHONY: all test clean bench bench-tokenizer
 
 all: $(BUILD)/tlens $(BUILD)/tlens-convert
 
@@ -26,6 +26,21 @@ $(BUILD)/test_all: $(TEST_SRC) tlens.h | $(BUILD)
 # The test suite (what CI runs): ends with "N passed, N failed".
 test: $(BUILD)/test_all all
 	./$(BUILD)/test_all
+
+# Benchmarks (print figures; never part of the tests). See the README.
+$(BUILD)/bench: bench/bench.c bench/bench_nohooks.c bench/bench_timer.h tlens.h | $(BUILD)
+	$(CC) $(WARN) -D_POSIX_C_SOURCE=200809L $(CFLAGS) -I. -Ibench -o $@ bench/bench.c bench/bench_nohooks.c $(LDLIBS)
+
+bench: $(BUILD)/bench
+	./$(BUILD)/bench
+
+$(BUILD)/bench_tokenizer: bench/bench_tokenizer.c tlens.h | $(BUILD)
+	$(CC) $(WARN) -D_POSIX_C_SOURCE=200809L $(CFLAGS) -I. -o $@ bench/bench_tokenizer.c $(LDLIBS)
+
+# tiktoken (npm) is the baseline when node and npm are there.
+bench-tokenizer: $(BUILD)/bench_tokenizer
+	-@[ -d bench/tiktoken/node_modules ] || (command -v npm >/dev/null && cd bench/tiktoken && npm ci --silent)
+	./$(BUILD)/bench_tokenizer
 
 clean:
 	rm -rf $(BUILD)

@@ -611,7 +611,11 @@ TLENS_API tlens_result tlens_detect_heads(tlens_ctx *ctx,
 #endif
 
 #ifdef TLENS_STATIC
+#if defined(__GNUC__) || defined(__clang__)
+#define TLENS_DEF static __attribute__((unused)) /* a program uses a part */
+#else
 #define TLENS_DEF static
+#endif
 #else
 #define TLENS_DEF
 #endif
@@ -5767,7 +5771,7 @@ TLENS_DEF tlens_result tlens_apply_ln_to_stack(const tlens_ctx *ctx, tlens_stack
 
 TLENS_DEF tlens_result tlens_accumulated_resid(const tlens_ctx *ctx, int layer, int incl_mid, int apply_ln,
                                                tlens_stack *s, tlens_error *err) {
-    int L = ctx->m->cfg.n_layers, B, T, n = 0, l;
+    int L = ctx->m->cfg.n_layers, B = 0, T = 0, n = 0, l;
     char name[64], label[32];
     tlens_result r;
     if (layer < 0 || layer > L) layer = L;
@@ -5794,7 +5798,7 @@ TLENS_DEF tlens_result tlens_accumulated_resid(const tlens_ctx *ctx, int layer, 
 
 TLENS_DEF tlens_result tlens_decompose_resid(const tlens_ctx *ctx, int layer, int apply_ln, tlens_stack *s,
                                              tlens_error *err) {
-    int L = ctx->m->cfg.n_layers, B, T, n = 0, l;
+    int L = ctx->m->cfg.n_layers, B = 0, T = 0, n = 0, l;
     char name[64], label[32];
     tlens_result r;
     if (layer < 0 || layer > L) layer = L;
@@ -5816,7 +5820,7 @@ TLENS_DEF tlens_result tlens_decompose_resid(const tlens_ctx *ctx, int layer, in
 TLENS_DEF tlens_result tlens_stack_head_results(const tlens_ctx *ctx, int layer, int apply_ln, tlens_stack *s,
                                                 tlens_error *err) {
     const tlens_config *c = &ctx->m->cfg;
-    int L = c->n_layers, H = c->n_heads, D = c->d_model, dh = c->d_head, B, T, l, h, r0, i, k;
+    int L = c->n_layers, H = c->n_heads, D = c->d_model, dh = c->d_head, B = 0, T = 0, l, h, r0, i, k;
     char name[64];
     tlens_result r;
     if (layer < 0 || layer > L) layer = L;

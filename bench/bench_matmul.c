@@ -111,7 +111,8 @@ static void bench_attention(void) {
     for (s = 0; s < 2; s++) {
         int M = shapes[s][0], T = shapes[s][1], D = shapes[s][2];
         float *q = bench_random((size_t)M * (size_t)D), *kv = bench_random((size_t)T * (size_t)D);
-        float *p = bench_random((size_t)M * (size_t)T), *c = (float *)malloc((size_t)M * (size_t)T * sizeof(float));
+        float *p = bench_random((size_t)M * (size_t)T);
+        float *c = (float *)malloc((size_t)M * (size_t)T * sizeof(float));
         double best_nt = 1e9, best_nn = 1e9, t0, flops = 2.0 * M * T * D;
         int reps = M == 1 ? 2000 : 10;
         for (rep = 0; rep < reps; rep++) {

@@ -19,10 +19,6 @@
  */
 #define TLENS_IMPLEMENTATION
 #include "tlens.h"
-#ifndef TLENS_EOT /* until the tokenizer is spliced into tlens.h */
-#include "wip/tok_api.h"
-#include "wip/tok_impl.h"
-#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

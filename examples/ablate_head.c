@@ -72,8 +72,10 @@ int main(int argc, char **argv) {
 
     model = ex_load(c.model_path);
     cfg = tlens_model_config(model);
-    if (layer < -1 || layer >= cfg->n_layers) ex_die("--layer %d: the model has layers 0..%d", layer, cfg->n_layers - 1);
-    if (head < -1 || head >= cfg->n_heads) ex_die("--head %d: the model has heads 0..%d", head, cfg->n_heads - 1);
+    if (layer < -1 || layer >= cfg->n_layers)
+        ex_die("--layer %d: the model has layers 0..%d", layer, cfg->n_layers - 1);
+    if (head < -1 || head >= cfg->n_heads)
+        ex_die("--head %d: the model has heads 0..%d", head, cfg->n_heads - 1);
     tokens = ex_prompt_tokens(model, &c, &n);
     if (n < 2) ex_die("the loss needs at least 2 tokens");
     ctx = ex_context(model);

@@ -103,7 +103,8 @@ int main(int argc, char **argv) {
     ex_check_ids(model, clean, n, "--clean");
     ex_check_ids(model, corrupt, n2, "--corrupt");
     if (n != n2) ex_die("--clean has %d tokens, --corrupt %d: they must line up position by position", n, n2);
-    if (answer >= cfg->d_vocab || wrong >= cfg->d_vocab) ex_die("--answer / --wrong must be below d_vocab %d", cfg->d_vocab);
+    if (answer >= cfg->d_vocab || wrong >= cfg->d_vocab)
+        ex_die("--answer / --wrong must be below d_vocab %d", cfg->d_vocab);
     ctx = ex_context(model);
 
     /* 1. the clean run, keeping the activation of every layer */

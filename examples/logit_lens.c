@@ -115,7 +115,8 @@ int main(int argc, char **argv) {
     /* pos_slice = P: component k's vector at (batch 0, position P) */
     rows = (float *)ex_malloc((size_t)stack.n * (size_t)D * sizeof(float));
     for (k = 0; k < stack.n; k++)
-        memcpy(rows + (size_t)k * D, stack.data + ((size_t)k * (size_t)n + (size_t)pos) * (size_t)D, (size_t)D * sizeof(float));
+        memcpy(rows + (size_t)k * D, stack.data + ((size_t)k * (size_t)n + (size_t)pos) * (size_t)D,
+               (size_t)D * sizeof(float));
     tlens_cache_clear(ctx);
     logits = unembed(ctx, rows, stack.n, cfg->n_layers);
 

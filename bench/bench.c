@@ -1,0 +1,197 @@
+/* bench - tlens' speed and memory on GPT-2 small, against PyTorch.
+ *
+ * Builds a GPT-2 small with random weights in memory (12 layers, d_model
+ * 768, vocabulary 50257; processed as from_pretrained does) and prints one
+ * figure per line, the median of several runs:
+ *
+ *   prefill_ms T=<T> <ms>          logits for all T positions
+ *   decode_tok_s <tok/s>           one token at a time with the key/value
+ *                                  cache, after a 16-token prompt
+ *   decode_tok_s_f16 <tok/s>       the same with float16 weights
+ *   hooks_compiled_out_ms T=128, hooks_idle_overhead_pct: the pass with
+ *                                  no hook registered against the same pass
+ *                                  built with TLENS_NO_HOOKS
+ *   cache_all_overhead_pct T=1024  caching every default hook point
+ *   weights_mb, peak_rss_mb        resident memory of a T=1024 prefill
+ *                                  (measured in a child process)
+ *
+ * When python3 with torch is installed, bench/bench_torch.py runs the same
+ * model in PyTorch (2 threads, OMP_WAIT_POLICY=PASSIVE) in the same run and
+ * the ratios are printed (vs_torch_*: tlens time / torch time for prefill,
+ * tlens tok/s / torch tok/s for decoding). Matmul figures: bench_matmul.
+ */
+#define TLENS_STATIC
+#define TLENS_IMPLEMENTATION
+#include "tlens.h"
+#include "bench_timer.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+double bench_nohooks_prefill_ms(const tlens_config *cfg, int T, int reps);
+
+static tlens_config gpt2_small(void) {
+    tlens_config c;
+    memset(&c, 0, sizeof c);
+    c.n_layers = 12;
+    c.d_model = 768;
+    c.n_heads = 12;
+    c.d_mlp = 3072;
+    c.d_vocab = 50257;
+    c.n_ctx = 1024;
+    c.tied = 1;
+    return c;
+}
+
+static tlens_model *make_model(tlens_dtype dt) {
+    tlens_config c = gpt2_small();
+    tlens_load_options o;
+    tlens_model *m = NULL;
+    tlens_error err;
+    memset(&o, 0, sizeof o);
+    o.weight_dtype = dt;
+    if (tlens_init_random(&m, &c, &o, 1, &err) != TLENS_OK) fprintf(stderr, "bench: %s\n", err.message);
+    return m;
+}
+
+/* Tokens per second decoding `steps` tokens after a 16-token prompt. */
+static double decode_tok_s(tlens_model *m, int steps) {
+    tlens_ctx *ctx;
+    tlens_generate_options g;
+    int32_t *prompt = bench_tokens(16, m->cfg.d_vocab), *out = (int32_t *)malloc((size_t)steps * sizeof *out);
+    double times[3], t0;
+    int i, n;
+    tlens_run_options ro;
+    memset(&g, 0, sizeof g);
+    memset(&ro, 0, sizeof ro);
+    g.max_new_tokens = steps;
+    g.no_stop_at_eos = 1;
+    tlens_ctx_new(&ctx, m, NULL);
+    for (i = 0; i < 3; i++) {
+        /* time only the steps after the prompt: run the prompt first */
+        ro.use_kv_cache = 1;
+        tlens_kv_reset(ctx);
+        tlens_run_ex(ctx, prompt, 1, 16, &ro, NULL);
+        t0 = bench_now_ms();
+        for (n = 0; n < steps; n++) {
+            int32_t tok = prompt[n % 16];
+            tlens_run_ex(ctx, &tok, 1, 1, &ro, NULL);
+        }
+        times[i] = steps / ((bench_now_ms() - t0) / 1e3);
+    }
+    tlens_ctx_free(ctx);
+    free(prompt);
+    free(out);
+    return bench_median(times, 3);
+}
+
+static double vm_hwm_mb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    double kb = -1;
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = atof(line + 6);
+    fclose(f);
+    return kb / 1024.0;
+}
+
+/* Peak resident memory of loading and running a T=1024 prefill, measured
+ * in a child so that nothing else this program did counts. */
+static void peak_rss(void) {
+    pid_t pid;
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        tlens_model *m = make_model(TLENS_F32);
+        tlens_ctx *ctx;
+        int32_t *tok = bench_tokens(1024, 50257);
+        size_t weights = 0;
+        int i;
+        for (i = 0; i < m->cfg.n_layers; i++) weights += 0; /* counted below */
+        weights = (size_t)(4u * 768u * 768u + 2u * 768u * 3072u) * 12u * 4u + (size_t)50257u * 768u * 4u +
+                  1024u * 768u * 4u;
+        tlens_ctx_new(&ctx, m, NULL);
+        tlens_run(ctx, tok, 1, 1024, NULL);
+        printf("weights_mb %.1f\n", (double)weights / (1024.0 * 1024.0));
+        printf("peak_rss_mb %.1f\n", vm_hwm_mb());
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
+}
+
+typedef struct torch_figures { double prefill[3], decode; int ok; } torch_figures;
+
+static torch_figures run_torch(void) {
+    torch_figures t;
+    FILE *p;
+    char line[256];
+    memset(&t, 0, sizeof t);
+    if (system("python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+        printf("# python3 with torch not found: no PyTorch baseline\n");
+        return t;
+    }
+    p = popen("OMP_WAIT_POLICY=PASSIVE python3 bench/bench_torch.py", "r");
+    while (p && fgets(line, sizeof line, p)) {
+        int T;
+        double v;
+        fputs(line, stdout);
+        if (sscanf(line, "torch_prefill_ms T=%d %lf", &T, &v) == 2) t.prefill[T == 16 ? 0 : T == 128 ? 1 : 2] = v;
+        if (sscanf(line, "torch_decode_tok_s %lf", &v) == 1) t.decode = v;
+    }
+    if (p) t.ok = pclose(p) == 0;
+    return t;
+}
+
+int main(int argc, char **argv) {
+    static const int Ts[3] = {16, 128, 1024}, reps[3] = {7, 5, 3};
+    tlens_config cfg = gpt2_small();
+    tlens_model *m = make_model(TLENS_F32), *m16;
+    tlens_ctx *ctx;
+    double prefill[3], decode, decode16, plain128, nohooks128, plain1024, cached1024;
+    int i, quick = argc > 1 && !strcmp(argv[1], "--quick");
+    torch_figures torch;
+    int32_t *tok = bench_tokens(1024, cfg.d_vocab);
+    if (!m) return 1;
+    tlens_ctx_new(&ctx, m, NULL);
+    for (i = 0; i < (quick ? 2 : 3); i++) {
+        prefill[i] = bench_median_ms(ctx, tok, Ts[i], reps[i]);
+        printf("prefill_ms T=%d %.2f\n", Ts[i], prefill[i]);
+        fflush(stdout);
+    }
+    decode = decode_tok_s(m, 32);
+    printf("decode_tok_s %.2f\n", decode);
+    m16 = make_model(TLENS_F16);
+    decode16 = decode_tok_s(m16, 32);
+    printf("decode_tok_s_f16 %.2f\n", decode16);
+    tlens_free(m16);
+    plain128 = bench_median_ms(ctx, tok, 128, 7);
+    nohooks128 = bench_nohooks_prefill_ms(&cfg, 128, 7);
+    printf("hooks_compiled_out_ms T=128 %.2f\n", nohooks128);
+    printf("hooks_idle_ms T=128 %.2f\n", plain128);
+    printf("hooks_idle_overhead_pct %.2f\n", 100.0 * (plain128 / nohooks128 - 1.0));
+    if (!quick) {
+        plain1024 = prefill[2];
+        tlens_cache_select(ctx, "*");
+        cached1024 = bench_median_ms(ctx, tok, 1024, 3);
+        tlens_cache_clear(ctx);
+        printf("cache_all_ms T=1024 %.2f\n", cached1024);
+        printf("cache_all_overhead_pct %.2f\n", 100.0 * (cached1024 / plain1024 - 1.0));
+    }
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+    peak_rss();
+    if (!quick) {
+        torch = run_torch();
+        if (torch.ok) {
+            for (i = 0; i < 3; i++)
+                if (torch.prefill[i] > 0) printf("vs_torch_prefill T=%d %.3f\n", Ts[i], prefill[i] / torch.prefill[i]);
+            if (torch.decode > 0) printf("vs_torch_decode %.3f\n", decode / torch.decode);
+        }
+    }
+    free(tok);
+    return 0;
+}
