@@ -5,9 +5,9 @@ WARN    := -std=c99 -Wall -Wextra -Wpedantic
 LDLIBS  := -lm
 BUILD   := build
 
-.PHONY: all test clean bench bench-tokenizer
+.PHONY: all test clean bench bench-tokenizer examples
 
-all: $(BUILD)/tlens $(BUILD)/tlens-convert
+all: $(BUILD)/tlens $(BUILD)/tlens-convert examples
 
 $(BUILD):
 	mkdir -p $(BUILD) $(BUILD)/test-tmp
@@ -18,9 +18,15 @@ $(BUILD)/tlens: examples/tlens.c tlens.h | $(BUILD)
 $(BUILD)/tlens-convert: convert/tlens-convert.c tlens.h | $(BUILD)
 	$(CC) $(WARN) $(CFLAGS) -I. -o $@ convert/tlens-convert.c $(LDLIBS)
 
+EXAMPLES := first_experiment ablate_head activation_patching logit_lens induction_heads attention_picture
+examples: $(addprefix $(BUILD)/,$(EXAMPLES))
+
+$(BUILD)/%: examples/%.c examples/example_common.h tlens.h | $(BUILD)
+	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
+
 TEST_SRC := $(wildcard tests/*.c tests/*.h)
 
-$(BUILD)/test_all: $(TEST_SRC) tlens.h | $(BUILD)
+$(BUILD)/test_all: $(TEST_SRC) tlens.h examples/example_common.h | $(BUILD)
 	$(CC) $(WARN) -Wno-unused-function $(CFLAGS) -g -I. -o $@ tests/test_main.c $(LDLIBS)
 
 # The test suite (what CI runs): ends with "N passed, N failed".

@@ -553,8 +553,9 @@ TLENS_API tlens_result tlens_apply_ln_to_stack(const tlens_ctx *ctx,
                                                int mlp_input,
                                                tlens_error *err);
 /* Each component's contribution to the logit of `token`, or to the logit
- * difference token - incorrect_token (incorrect_token >= 0), after the final
- * LayerNorm scale: out [n, batch, pos]. */
+ * difference token - incorrect_token (incorrect_token >= 0): the stack is
+ * centred and divided by ln_final's cached scale here, as TransformerLens
+ * does, so pass a stack built with apply_ln 0. out [n, batch, pos]. */
 TLENS_API tlens_result tlens_logit_attrs(const tlens_ctx *ctx,
                                          const tlens_stack *stack, int token,
                                          int incorrect_token, float *out,
@@ -562,8 +563,10 @@ TLENS_API tlens_result tlens_logit_attrs(const tlens_ctx *ctx,
 TLENS_API void tlens_stack_free(tlens_stack *stack);
 
 /* Head detection (TransformerLens' detect_head): score every head's
- * attention pattern on `tokens` against a previous-token, duplicate-token
- * or induction pattern. scores: [n_layers, n_heads]. */
+ * attention pattern on `tokens` (1 < n < n_ctx, as there) against a
+ * previous-token, duplicate-token or induction pattern. scores:
+ * [n_layers, n_heads]. It runs the model on the context, so the context's
+ * last run (logits, cache) is this one afterwards. */
 enum { TLENS_HEAD_PREVIOUS_TOKEN = 0, TLENS_HEAD_DUPLICATE_TOKEN = 1,
        TLENS_HEAD_INDUCTION = 2 };
 typedef struct tlens_detect_options {
@@ -5894,7 +5897,7 @@ static int tlens__detection(const int32_t *tok, int i, int j, int kind) {
     switch (kind) {
     case TLENS_HEAD_PREVIOUS_TOKEN: return j == i - 1;
     case TLENS_HEAD_DUPLICATE_TOKEN: return j != i && tok[j] == tok[i];
-    default: return j >= 1 && j - 1 != i && tok[j - 1] == tok[i]; /* induction: attend to what followed */
+    default: return j >= 1 && tok[j - 1] == tok[i]; /* induction: attend to what followed before */
     }
 }
 

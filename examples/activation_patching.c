@@ -26,9 +26,9 @@
  * back); in later layers the information moves towards the last position.
  *
  * --answer defaults to the clean run's top prediction, --wrong to the
- * corrupted run's top prediction other than the answer. --act patches another hook point, by TransformerLens'
- * shorthand: resid_mid, attn_out, mlp_out, z (every head), pattern (the
- * query position's row) ...
+ * corrupted run's top prediction other than the answer. --act patches
+ * another hook point, named by TransformerLens' shorthand: resid_mid,
+ * attn_out, mlp_out, z (all heads), pattern (the query position's row) ...
  */
 #define TLENS_IMPLEMENTATION
 #include "tlens.h"
@@ -77,7 +77,7 @@ int main(int argc, char **argv) {
     tlens_error err;
     const tlens_config *cfg;
     const char *v, *clean_text = NULL, *corrupt_text = NULL, *act = "resid_pre";
-    char name[64];
+    char name[128];
     int32_t *clean, *corrupt;
     int n, n2, i, l, p, answer = -1, wrong = -1;
     tlens_tensor *clean_act;
@@ -94,7 +94,8 @@ int main(int argc, char **argv) {
         else ex_args_common(&c, argc, argv, &i);
     }
     ex_args_end(&c);
-    if (!clean_text || !corrupt_text) ex_die("give both prompts: --clean \"IDS\" --corrupt \"IDS\"");
+    if (!clean_text || !corrupt_text || c.tokens || c.prompt)
+        ex_die("give the two prompts as --clean \"IDS\" --corrupt \"IDS\"");
 
     model = ex_load(c.model_path);
     cfg = tlens_model_config(model);
@@ -106,6 +107,8 @@ int main(int argc, char **argv) {
     if (answer >= cfg->d_vocab || wrong >= cfg->d_vocab)
         ex_die("--answer / --wrong must be below d_vocab %d", cfg->d_vocab);
     ctx = ex_context(model);
+
+    if (strlen(act) > 64) ex_die("--act %s: no hook point has so long a name", act);
 
     /* 1. the clean run, keeping the activation of every layer */
     for (l = 0; l < cfg->n_layers; l++) tlens_cache_select(ctx, tlens_act_name(name, sizeof name, act, l, NULL));

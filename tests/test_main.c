@@ -11,6 +11,7 @@
 #include "test_toolkit.c"
 #include "test_loader.c"
 #include "test_tokenizer.c"
+#include "test_examples.c"
 
 int main(int argc, char **argv) {
     if (argc > 1) tt.filter = argv[1];
@@ -19,5 +20,6 @@ int main(int argc, char **argv) {
     tests_toolkit();
     tests_loader();
     tests_tokenizer();
+    tests_examples();
     return tt_finish();
 }
