@@ -5967,7 +5967,7 @@ TLENS_DEF tlens_result tlens_init_random(tlens_model **out, const tlens_config *
     if (!opt) opt = &defaults;
     *out = NULL;
     if (!c.d_head && c.n_heads > 0) c.d_head = c.d_model / c.n_heads;
-    if (!c.eps) c.eps = 1e-5f;
+    if (c.eps <= 0.0f) c.eps = 1e-5f;
     if ((r = tlens__config_check(&c, "tlens_init_random", err))) return r;
     if ((r = tlens__state_alloc(&s, &c, &opt->allocator, err))) return r;
     /* everything N(0, 0.02), then LayerNorm weights near 1 */
