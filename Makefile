@@ -1,6 +1,8 @@
 # tlens - needs nothing but a C compiler (and make).
 CC      ?= cc
-CFLAGS  ?= -O2 -march=native
+# OpenMP when the compiler has it (results never depend on the thread count)
+OPENMP  ?= $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
+CFLAGS  ?= -O2 -march=native $(OPENMP)
 WARN    := -std=c99 -Wall -Wextra -Wpedantic
 LDLIBS  := -lm
 BUILD   := build
@@ -29,9 +31,17 @@ TEST_SRC := $(wildcard tests/*.c tests/*.h)
 $(BUILD)/test_all: $(TEST_SRC) tlens.h examples/example_common.h | $(BUILD)
 	$(CC) $(WARN) -Wno-unused-function $(CFLAGS) -g -I. -o $@ tests/test_main.c $(LDLIBS)
 
+# The same tests with the scalar kernels and, on x86-64, with AVX2 only.
+$(BUILD)/test_scalar: $(TEST_SRC) tlens.h examples/example_common.h | $(BUILD)
+	$(CC) $(WARN) -Wno-unused-function $(CFLAGS) -DTLENS_NO_SIMD -g -I. -o $@ tests/test_main.c $(LDLIBS)
+
+AVX2 := $(shell [ "$$(uname -m)" = x86_64 ] && grep -q avx2 /proc/cpuinfo 2>/dev/null && echo $(BUILD)/test_avx2)
+$(BUILD)/test_avx2: $(TEST_SRC) tlens.h examples/example_common.h | $(BUILD)
+	$(CC) $(WARN) -Wno-unused-function -O2 -mavx2 -mfma -mf16c $(OPENMP) -g -I. -o $@ tests/test_main.c $(LDLIBS)
+
 # The test suite (what CI runs): ends with "N passed, N failed".
-test: $(BUILD)/test_all all
-	./$(BUILD)/test_all
+test: $(BUILD)/test_all $(BUILD)/test_scalar $(AVX2) all
+	sh tests/run_all.sh $(BUILD)
 
 # Benchmarks (print figures; never part of the tests). See the README.
 $(BUILD)/bench: bench/bench.c bench/bench_nohooks.c bench/bench_timer.h tlens.h | $(BUILD)

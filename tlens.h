@@ -52,7 +52,7 @@
  *      3.2 Half-precision conversion, little-endian reads
  *      3.3 The tokenizer: GPT-2's byte-level BPE
  *      3.4 A small JSON reader
- *      3.5 Kernels (placeholder: plain row-major layout; replaced by the packed
+ *      3.5 Kernels: matrix multiplication
  *      3.6 The model: parameters, configuration, safetensors, Hugging Face
  *      3.7 Weight processing, as TransformerLens' from_pretrained does it
  *      3.8 The .tlens file format
@@ -60,7 +60,8 @@
  *      3.10 Elementwise kernels: LayerNorm, GELU, softmax
  *      3.11 The forward pass
  *      3.12 .npy files (numpy's format), for activations on disk
- *      3.13 The interpretability toolkit: loss, generation, ablation and
+ *      3.13 The interpretability toolkit: loss, generation, ablation, patching,
+ *           the residual stream, head detection
  *      3.14 Random models, for tests and benchmarks of real shapes
  *   4. License
  *
@@ -2766,11 +2767,260 @@ static int tlens__json_get(const tlens__json *j, int obj, const char *key) {
 }
 
 /* ------------------------------------------------------------------------
- * 3.5 Kernels (placeholder: plain row-major layout; replaced by the packed
- *     SIMD kernels)
+ * 3.5 Kernels: matrix multiplication
+ *
+ * Every big product in GPT-2 is activations (M rows, K wide) times a weight
+ * matrix W (K inputs, N outputs). The weights are used many times, so they
+ * are stored once in a layout made for the kernels; the activations are
+ * used as they are (row-major), without copies.
+ *
+ * PACKED WEIGHT LAYOUT (also the layout of matrices in .tlens files)
+ *   W is cut into column panels of TLENS__PANEL = 32 columns. Panel p holds
+ *   columns 32p .. 32p+31 as K rows of 32 elements, row after row, and the
+ *   panels follow each other:
+ *
+ *       element (k, n)  is at index  ((n / 32) * K + k) * 32 + n % 32
+ *
+ *   The last panel is padded with zeros up to 32 columns, so the packed
+ *   matrix holds K * 32 * ceil(N / 32) elements: the padding costs
+ *   K * (32 * ceil(N / 32) - N) elements, less than 32 columns (for GPT-2's
+ *   unembedding, N = 50257 -> 50272: 0.03%; the other matrices need none).
+ *   Elements are float32, IEEE binary16 or bfloat16 (tlens_dtype), in the
+ *   machine's byte order. The layout is the same on every instruction set,
+ *   so a packed file can be mapped in place anywhere. Every panel is a
+ *   multiple of 64 bytes long, so when the matrix starts on a 64-byte
+ *   boundary (best for speed, not required) every panel does.
+ *
+ * HOW A PRODUCT IS COMPUTED
+ *   The micro-kernel (tlens__tile) keeps a tile of the output, MR rows x
+ *   KCOLS columns (NV vectors), in registers and runs down K: per step it
+ *   loads one row of the panel (NV vectors, widened to f32 for F16/BF16),
+ *   broadcasts one activation per tile row, and does MR * NV fused
+ *   multiply-adds. MR x NV is as large as the registers allow (AVX-512:
+ *   12 x 2 = 24 accumulators + 2 weight vectors + 1 broadcast of the 32
+ *   registers): 2 * MR * NV flops per NV + MR loads keep the FMA units
+ *   busy, and 24 independent sums hide the FMA latency.
+ *
+ *   Around it, cache blocking after Goto and van de Geijn, with W packed
+ *   beforehand and the activations read in place:
+ *     for each work item: MC rows x GP panels of the output
+ *       for each block of KC steps along K
+ *         for each panel of the item
+ *           for each MR-row tile of the item: micro-kernel, KC steps
+ *   With KC = 256 a panel's block is 256 x 32 floats = 32 KB (16 KB in
+ *   F16/BF16): it is read from memory once and then served from the L1
+ *   (32-48 KB on current cores) or the nearby L2 to all MC / MR row tiles.
+ *   The item's activations, MC x KC floats (MC = 16 MR: 192 rows, 192 KB
+ *   with AVX-512), stay in the L2 cache (1-2 MB) while the item's panels
+ *   pass. Per step a tile reads NV vectors of W (L1) and MR activations
+ *   (L2): little traffic for 2 * MR * NV * VW flops. KC = 256 measured
+ *   best on Zen 4 among 96..384. GP = 4 panels (128 columns) per item
+ *   reuses the activations 4 times and still cuts GPT-2's narrowest
+ *   matrices (768 columns) into 6 items per row block for the threads.
+ *
+ *   Work items are the unit of OpenMP parallelism (dynamic scheduling:
+ *   a thread slowed down by other programs takes fewer); a thread computes
+ *   whole items. Products under TLENS__PARALLEL_MIN multiply-adds stay on
+ *   the calling thread. A range of W's rows (tlens__matmul_rows: one
+ *   head's part of W_O) only moves the start of each panel block. Neither
+ *   a nor out needs any alignment.
+ *
+ * DETERMINISM
+ *   Whatever the blocking, every output element is computed the same way:
+ *   start from the bias (or 0), then add a[k] * W[k][n] for k = 0, 1, ...,
+ *   K-1 in order, one multiply-add at a time (a K block resumes from the
+ *   value the previous block stored). A dot product is never split. So the
+ *   result does not depend on the number of threads, on M, nor on which
+ *   rows and columns were computed together. It is even the same with
+ *   AVX-512, AVX2 and NEON, whose fused multiply-adds round alike (the
+ *   scalar path multiplies and adds separately, unless the compiler fuses).
+ *
+ * M = 1 (one token with a key/value cache) is a matrix-vector product,
+ *   bound by memory bandwidth: work items are single panels, so each
+ *   thread reads its contiguous part of W once, in memory order. The
+ *   activation x activation products of attention (tlens__gemm_nt:
+ *   scores = q k^T, tlens__gemm_nn: z = pattern v) run on the same
+ *   micro-kernel, with blocks of the right operand copied into panel form
+ *   on the stack where needed.
+ *
+ * INSTRUCTION SETS
+ *   A small macro layer (vector type, load, store, broadcast, fma, sum, and
+ *   the F16 / BF16 widening loads) maps the one micro-kernel onto AVX-512,
+ *   AVX2 + FMA, NEON (AArch64) or plain C, chosen at compile time (see
+ *   TLENS_NO_SIMD and friends). 32-bit x86, with 8 vector registers, uses
+ *   a 2-row tile; 32-bit ARM uses plain C.
  * ---------------------------------------------------------------------- */
-#define TLENS__MAT_LAYOUT 0u
 
+/* g++ 12 warns, wrongly, that the _mm*_undefined_* placeholders inside
+ * its own AVX-512 intrinsics are used uninitialized. */
+#if defined(__cplusplus) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#if !defined(TLENS_NO_SIMD) && !defined(TLENS_NO_AVX512) && defined(__AVX512F__)
+#define TLENS__ISA_AVX512 1
+#define TLENS__ISA_NAME "avx512"
+#elif !defined(TLENS_NO_SIMD) && !defined(TLENS_NO_AVX2) && defined(__AVX2__) && defined(__FMA__)
+#define TLENS__ISA_AVX2 1
+#define TLENS__ISA_NAME "avx2"
+#elif !defined(TLENS_NO_SIMD) && !defined(TLENS_NO_NEON) && defined(__ARM_NEON) && defined(__aarch64__)
+#define TLENS__ISA_NEON 1
+#define TLENS__ISA_NAME "neon"
+#else
+#define TLENS__ISA_SCALAR 1
+#define TLENS__ISA_NAME "scalar"
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TLENS__ALWAYS_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define TLENS__ALWAYS_INLINE static __forceinline
+#else
+#define TLENS__ALWAYS_INLINE static inline
+#endif
+
+/* Unroll the loop that follows completely (the micro-kernel's loops over
+ * its register tile, so that the tile stays in registers). */
+#if defined(__GNUC__) || defined(__clang__)
+#define TLENS__UNROLL _Pragma("GCC unroll 32")
+#else
+#define TLENS__UNROLL
+#endif
+
+/* For functions that only some programs call (references, accessors). */
+#if defined(__GNUC__) || defined(__clang__)
+#define TLENS__MAYBE_UNUSED __attribute__((unused))
+#else
+#define TLENS__MAYBE_UNUSED
+#endif
+
+/* 32-bit x86 has 8 vector registers instead of 16 (AVX2) or 32 (AVX-512). */
+#if defined(__x86_64__) || defined(_M_X64)
+#define TLENS__X86_REGS_WIDE 1
+#endif
+
+/* The macro layer. tlens__vf is one vector of TLENS__VW floats;
+ * TLENS__V_FMA(x, w, acc) = x * w + acc; the widening loads read TLENS__VW
+ * 16-bit values. TLENS__MR x TLENS__NV is the micro-kernel's register
+ * tile (rows x vectors). */
+#if defined(TLENS__ISA_AVX512)
+#include <immintrin.h>
+typedef __m512 tlens__vf;
+#define TLENS__VW 16
+#define TLENS__V_ZERO() _mm512_setzero_ps()
+#define TLENS__V_LOAD(p) _mm512_loadu_ps(p)
+#define TLENS__V_STORE(p, v) _mm512_storeu_ps((p), (v))
+#define TLENS__V_SET1(x) _mm512_set1_ps(x)
+#define TLENS__V_FMA(x, w, acc) _mm512_fmadd_ps((x), (w), (acc))
+#define TLENS__V_SUM(v) _mm512_reduce_add_ps(v)
+#define TLENS__V_LOAD_F16(p) \
+    _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(p)))
+#define TLENS__V_LOAD_BF16(p)                                                \
+    _mm512_castsi512_ps(_mm512_slli_epi32(                                   \
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(p))), 16))
+#ifdef TLENS__X86_REGS_WIDE
+#define TLENS__MR 12
+#else
+#define TLENS__MR 2
+#endif
+#define TLENS__NV 2
+
+#elif defined(TLENS__ISA_AVX2)
+#include <immintrin.h>
+typedef __m256 tlens__vf;
+#define TLENS__VW 8
+#define TLENS__V_ZERO() _mm256_setzero_ps()
+#define TLENS__V_LOAD(p) _mm256_loadu_ps(p)
+#define TLENS__V_STORE(p, v) _mm256_storeu_ps((p), (v))
+#define TLENS__V_SET1(x) _mm256_set1_ps(x)
+#define TLENS__V_FMA(x, w, acc) _mm256_fmadd_ps((x), (w), (acc))
+#define TLENS__V_SUM(v) tlens__avx2_sum(v)
+#define TLENS__V_LOAD_BF16(p)                                                \
+    _mm256_castsi256_ps(_mm256_slli_epi32(                                   \
+        _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))), 16))
+#ifdef __F16C__
+#define TLENS__V_LOAD_F16(p) \
+    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
+#else
+#define TLENS__V_LOAD_F16(p) tlens__avx2_load_f16(p)
+/* Without F16C: put the half's exponent and mantissa into a float's bits
+ * (a value 2^-112 too small, subnormal halves included), scale by 2^112,
+ * then mark infinities and NaNs (half exponent 31) and copy the sign. */
+TLENS__ALWAYS_INLINE __m256 tlens__avx2_load_f16(const uint16_t *p) {
+    __m256i h = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));
+    __m256i sign = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x8000)), 16);
+    __m256i bits = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x7fff)), 13);
+    __m256i inf_nan = _mm256_cmpgt_epi32(bits, _mm256_set1_epi32(0x0f7fffff));
+    __m256 scaled = _mm256_mul_ps(_mm256_castsi256_ps(bits),
+                                  _mm256_castsi256_ps(_mm256_set1_epi32(0x77800000)));
+    bits = _mm256_or_si256(_mm256_castps_si256(scaled),
+                           _mm256_and_si256(inf_nan, _mm256_set1_epi32(0x7f800000)));
+    return _mm256_castsi256_ps(_mm256_or_si256(bits, sign));
+}
+#endif
+TLENS__ALWAYS_INLINE float tlens__avx2_sum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#ifdef TLENS__X86_REGS_WIDE
+#define TLENS__MR 6
+#else
+#define TLENS__MR 2
+#endif
+#define TLENS__NV 2
+
+#elif defined(TLENS__ISA_NEON)
+#include <arm_neon.h>
+typedef float32x4_t tlens__vf;
+#define TLENS__VW 4
+#define TLENS__V_ZERO() vdupq_n_f32(0.0f)
+#define TLENS__V_LOAD(p) vld1q_f32(p)
+#define TLENS__V_STORE(p, v) vst1q_f32((p), (v))
+#define TLENS__V_SET1(x) vdupq_n_f32(x)
+#define TLENS__V_FMA(x, w, acc) vfmaq_f32((acc), (x), (w))
+#define TLENS__V_SUM(v) vaddvq_f32(v)
+#define TLENS__V_LOAD_F16(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
+#define TLENS__V_LOAD_BF16(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16))
+#define TLENS__MR 6
+#define TLENS__NV 4
+
+#else /* portable C: a "vector" is one float */
+typedef float tlens__vf;
+#define TLENS__VW 1
+#define TLENS__V_ZERO() 0.0f
+#define TLENS__V_LOAD(p) (*(p))
+#define TLENS__V_STORE(p, v) (*(p) = (v))
+#define TLENS__V_SET1(x) (x)
+#define TLENS__V_FMA(x, w, acc) ((x) * (w) + (acc))
+#define TLENS__V_SUM(v) (v)
+#define TLENS__V_LOAD_F16(p) tlens__f16_to_f32(*(p))
+#define TLENS__V_LOAD_BF16(p) tlens__bf16_to_f32(*(p))
+#define TLENS__MR 4
+#define TLENS__NV 4
+#endif
+
+/* Blocking constants; see the comment at the top of this section. */
+#define TLENS__PANEL 32                        /* columns per packed panel */
+#define TLENS__KCOLS (TLENS__NV * TLENS__VW)   /* columns per micro-kernel */
+#define TLENS__KC 256                          /* K steps per cache block  */
+#define TLENS__MC (16 * TLENS__MR)             /* rows per work item       */
+#define TLENS__GP 4                            /* panels per work item     */
+/* Fewer multiply-adds than this (some 5 microseconds of work) run on one
+ * thread: waking others would cost more than it saves. */
+#define TLENS__PARALLEL_MIN 524288.0
+
+/* The micro-kernel covers a panel in whole steps. */
+typedef char tlens__kcols_divides_panel[TLENS__PANEL % TLENS__KCOLS == 0 ? 1 : -1];
+
+/* Stored in .tlens files: which layout their matrices are packed in. */
+#define TLENS__MAT_LAYOUT 1u /* 1: panels of 32 columns */
+
+/* A weight matrix W with K inputs (rows) and N outputs (columns), in the
+ * packed layout. */
 typedef struct tlens__mat {
     const void *data;
     int K, N;
@@ -2779,87 +3029,493 @@ typedef struct tlens__mat {
 
 static size_t tlens__dtype_size(tlens_dtype dt) { return dt == TLENS_F32 ? 4u : 2u; }
 
-static size_t tlens__mat_bytes(int K, int N, tlens_dtype dt) {
-    return (size_t)K * (size_t)N * tlens__dtype_size(dt);
-}
-
+/* Element i of an array of type dt, as a float. */
 static float tlens__load_elem(const void *p, size_t i, tlens_dtype dt) {
     if (dt == TLENS_F32) return ((const float *)p)[i];
     if (dt == TLENS_F16) return tlens__f16_to_f32(((const uint16_t *)p)[i]);
     return tlens__bf16_to_f32(((const uint16_t *)p)[i]);
 }
 
-/* dst[i] = src[offset + i] as float, for i < n, src of type dt. */
-static void tlens__decode_rows(float *dst, const void *src, size_t offset, size_t n, tlens_dtype dt) {
-    size_t i;
-    if (dt == TLENS_F32) { memcpy(dst, (const float *)src + offset, n * sizeof(float)); return; }
-    for (i = 0; i < n; i++) dst[i] = tlens__load_elem(src, offset + i, dt);
+static int tlens__min_int(int a, int b) { return a < b ? a : b; }
+
+static int tlens__mat_panels(int N) {
+    return (N + TLENS__PANEL - 1) / TLENS__PANEL;
 }
 
+/* Index of element (k, n) in the packed layout. */
+static size_t tlens__mat_index(int K, int k, int n) {
+    return ((size_t)(n / TLENS__PANEL) * (size_t)K + (size_t)k) * TLENS__PANEL +
+           (size_t)(n % TLENS__PANEL);
+}
+
+static size_t tlens__mat_bytes(int K, int N, tlens_dtype dt) {
+    return (size_t)tlens__mat_panels(N) * TLENS__PANEL * (size_t)K * tlens__dtype_size(dt);
+}
+
+static void tlens__mat_store(void *dst, size_t i, float v, tlens_dtype dt) {
+    if (dt == TLENS_F32) ((float *)dst)[i] = v;
+    else if (dt == TLENS_F16) ((uint16_t *)dst)[i] = tlens__f32_to_f16(v);
+    else ((uint16_t *)dst)[i] = tlens__f32_to_bf16(v);
+}
+
+/* Pack w, (K, N) row-major, into dst (tlens__mat_bytes(K, N, dt) bytes),
+ * rounding to nearest for F16 and BF16. Writes the padding zeros too. */
 static void tlens__mat_pack(void *dst, const float *w, int K, int N, tlens_dtype dt) {
-    size_t i, n = (size_t)K * (size_t)N;
-    if (dt == TLENS_F32) { memcpy(dst, w, n * 4); return; }
-    for (i = 0; i < n; i++)
-        ((uint16_t *)dst)[i] = dt == TLENS_F16 ? tlens__f32_to_f16(w[i]) : tlens__f32_to_bf16(w[i]);
+    int panels = tlens__mat_panels(N), p, k, j;
+    size_t i = 0;
+    for (p = 0; p < panels; p++)
+        for (k = 0; k < K; k++)
+            for (j = 0; j < TLENS__PANEL; j++) {
+                int n = p * TLENS__PANEL + j;
+                float v = n < N ? w[(size_t)k * (size_t)N + (size_t)n] : 0.0f;
+                tlens__mat_store(dst, i++, v, dt);
+            }
 }
 
-static float tlens__mat_get(const tlens__mat *w, int k, int n) {
-    return tlens__load_elem(w->data, (size_t)k * (size_t)w->N + (size_t)n, w->dtype);
+TLENS__MAYBE_UNUSED static float tlens__mat_get(const tlens__mat *w, int k, int n) {
+    return tlens__load_elem(w->data, tlens__mat_index(w->K, k, n), w->dtype);
 }
 
-static void tlens__mat_column(const tlens__mat *w, int n, float *out) {
+/* out[k] = W[k][n] for every k: column n, e.g. a token's embedding read
+ * from a tied unembedding. */
+TLENS__MAYBE_UNUSED static void tlens__mat_column(const tlens__mat *w, int n, float *out) {
+    size_t i = tlens__mat_index(w->K, 0, n);
     int k;
-    for (k = 0; k < w->K; k++) out[k] = tlens__mat_get(w, k, n);
+    for (k = 0; k < w->K; k++, i += TLENS__PANEL) out[k] = tlens__load_elem(w->data, i, w->dtype);
 }
 
-static void tlens__matmul_ref(float *out, const float *a, const tlens__mat *w, const float *bias, int M) {
+/* The naive references: one element at a time, k in order. */
+TLENS__MAYBE_UNUSED static void tlens__matmul_ref(float *out, const float *a,
+                                                  const tlens__mat *w, const float *bias, int M) {
     int i, k, n, K = w->K, N = w->N;
-    float *row = (float *)0;
-    (void)row;
-    for (i = 0; i < M; i++) {
-        float *o = out + (size_t)i * (size_t)N;
-        for (n = 0; n < N; n++) o[n] = bias ? bias[n] : 0.0f;
-        for (k = 0; k < K; k++) {
-            float x = a[(size_t)i * (size_t)K + (size_t)k];
-            if (w->dtype == TLENS_F32) {
-                const float *wr = (const float *)w->data + (size_t)k * (size_t)N;
-                for (n = 0; n < N; n++) o[n] += x * wr[n];
-            } else {
-                for (n = 0; n < N; n++) o[n] += x * tlens__mat_get(w, k, n);
+    for (i = 0; i < M; i++)
+        for (n = 0; n < N; n++) {
+            float acc = bias ? bias[n] : 0.0f;
+            for (k = 0; k < K; k++)
+                acc += a[(size_t)i * (size_t)K + (size_t)k] * tlens__mat_get(w, k, n);
+            out[(size_t)i * (size_t)N + (size_t)n] = acc;
+        }
+}
+
+TLENS__MAYBE_UNUSED static void tlens__gemm_nt_ref(float *c, int ldc, const float *a, int lda,
+                                                   const float *b, int ldb, int M, int N, int K,
+                                                   float alpha) {
+    int i, j, k;
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (k = 0; k < K; k++)
+                acc += a[(size_t)i * (size_t)lda + (size_t)k] * b[(size_t)j * (size_t)ldb + (size_t)k];
+            c[(size_t)i * (size_t)ldc + (size_t)j] = alpha * acc;
+        }
+}
+
+TLENS__MAYBE_UNUSED static void tlens__gemm_nn_ref(float *c, int ldc, const float *a, int lda,
+                                                   const float *b, int ldb, int M, int N, int K) {
+    int i, j, k;
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (k = 0; k < K; k++)
+                acc += a[(size_t)i * (size_t)lda + (size_t)k] * b[(size_t)k * (size_t)ldb + (size_t)j];
+            c[(size_t)i * (size_t)ldc + (size_t)j] = acc;
+        }
+}
+
+/* One vector of weights, widened to f32. `dt` is a constant wherever this
+ * is inlined, so the branches disappear. */
+TLENS__ALWAYS_INLINE tlens__vf tlens__load_weights(const void *b, size_t i, tlens_dtype dt) {
+    if (dt == TLENS_F16) return TLENS__V_LOAD_F16((const uint16_t *)b + i);
+    if (dt == TLENS_BF16) return TLENS__V_LOAD_BF16((const uint16_t *)b + i);
+    return TLENS__V_LOAD((const float *)b + i);
+}
+
+/* The arguments of a micro-kernel call. */
+typedef struct tlens__tile_args {
+    int kc;               /* K steps                                       */
+    const float *a;       /* rows x kc activations, row stride lda         */
+    size_t lda;
+    const void *b;        /* kc x KCOLS weights of type dt, row stride ldb */
+    size_t ldb;           /* (in elements)                                 */
+    tlens_dtype dt;
+    float *c;             /* rows x KCOLS outputs, row stride ldc          */
+    size_t ldc;
+    int resume;           /* 1: add to the sums stored in c, 0: overwrite  */
+    const float *bias;    /* KCOLS values (read when !resume), or NULL     */
+} tlens__tile_args;
+
+/* The micro-kernel: for r < rows, j < KCOLS,
+ *     c[r][j] = start[r][j] + sum over k < kc of a[r][k] * b[k][j]
+ * where start is c itself when resuming, else the bias (NULL: zero).
+ * `rows` (<= TLENS__MR) and `dt` are constants at every call, so the
+ * compiler unrolls the loops over the tile and keeps it in registers. */
+TLENS__ALWAYS_INLINE void tlens__tile(const int rows, const tlens_dtype dt,
+                                      const tlens__tile_args *t) {
+    const float *a = t->a, *bias = t->bias;
+    const void *b = t->b;
+    float *c = t->c;
+    size_t lda = t->lda, ldb = t->ldb, ldc = t->ldc, bi = 0;
+    int kc = t->kc, r, v, k;
+    tlens__vf acc[TLENS__MR][TLENS__NV];
+    TLENS__UNROLL
+    for (r = 0; r < rows; r++) {
+        TLENS__UNROLL
+        for (v = 0; v < TLENS__NV; v++)
+            acc[r][v] = t->resume ? TLENS__V_LOAD(c + (size_t)r * ldc + (size_t)(v * TLENS__VW))
+                        : bias    ? TLENS__V_LOAD(bias + v * TLENS__VW)
+                                  : TLENS__V_ZERO();
+    }
+    for (k = 0; k < kc; k++, bi += ldb) {
+        tlens__vf w[TLENS__NV];
+        TLENS__UNROLL
+        for (v = 0; v < TLENS__NV; v++)
+            w[v] = tlens__load_weights(b, bi + (size_t)(v * TLENS__VW), dt);
+        TLENS__UNROLL
+        for (r = 0; r < rows; r++) {
+            tlens__vf x = TLENS__V_SET1(a[(size_t)r * lda + (size_t)k]);
+            TLENS__UNROLL
+            for (v = 0; v < TLENS__NV; v++) acc[r][v] = TLENS__V_FMA(x, w[v], acc[r][v]);
+        }
+    }
+    TLENS__UNROLL
+    for (r = 0; r < rows; r++) {
+        TLENS__UNROLL
+        for (v = 0; v < TLENS__NV; v++)
+            TLENS__V_STORE(c + (size_t)r * ldc + (size_t)(v * TLENS__VW), acc[r][v]);
+    }
+}
+
+/* tlens__tile for a fixed row count, for each element type. */
+#define TLENS__TILE_FUNCTION(NAME, ROWS)                                \
+    static void NAME(const tlens__tile_args *t) {                       \
+        if (t->dt == TLENS_F16) tlens__tile(ROWS, TLENS_F16, t);        \
+        else if (t->dt == TLENS_BF16) tlens__tile(ROWS, TLENS_BF16, t); \
+        else tlens__tile(ROWS, TLENS_F32, t);                           \
+    }
+TLENS__TILE_FUNCTION(tlens__tile_mr, TLENS__MR)
+TLENS__TILE_FUNCTION(tlens__tile_1, 1)
+#if TLENS__MR > 2
+TLENS__TILE_FUNCTION(tlens__tile_2, 2)
+#endif
+#if TLENS__MR > 4
+TLENS__TILE_FUNCTION(tlens__tile_4, 4)
+#endif
+#if TLENS__MR > 8
+TLENS__TILE_FUNCTION(tlens__tile_8, 8)
+#endif
+
+/* Full-width tiles (KCOLS columns) for any number of rows: MR-row tiles,
+ * then the rest as 8 + 4 + 2 + 1 rows. */
+static void tlens__tiles_full_width(tlens__tile_args t, int rows) {
+    while (rows > 0) {
+        int n = rows >= TLENS__MR ? TLENS__MR : rows >= 8 ? 8 : rows >= 4 ? 4 : rows >= 2 ? 2 : 1;
+        if (n == TLENS__MR) tlens__tile_mr(&t);
+#if TLENS__MR > 8
+        else if (n == 8) tlens__tile_8(&t);
+#endif
+#if TLENS__MR > 4
+        else if (n == 4) tlens__tile_4(&t);
+#endif
+#if TLENS__MR > 2
+        else if (n == 2) tlens__tile_2(&t);
+#endif
+        else tlens__tile_1(&t);
+        t.a += (size_t)n * t.lda;
+        t.c += (size_t)n * t.ldc;
+        rows -= n;
+    }
+}
+
+/* Tiles whose last `cols` < KCOLS columns exist in c: each MR-row chunk is
+ * computed in a full-width copy on the stack. b must be readable (zeros,
+ * say) up to KCOLS columns. */
+static void tlens__tiles_narrow(tlens__tile_args t, int rows, int cols) {
+    float tile[TLENS__MR * TLENS__KCOLS], bias[TLENS__KCOLS];
+    float *c = t.c;
+    size_t ldc = t.ldc, n = (size_t)cols;
+    int r, r0;
+    memset(tile, 0, sizeof tile);
+    if (t.bias && !t.resume) {
+        memset(bias, 0, sizeof bias);
+        memcpy(bias, t.bias, n * sizeof(float));
+        t.bias = bias;
+    }
+    t.c = tile;
+    t.ldc = TLENS__KCOLS;
+    for (r0 = 0; r0 < rows; r0 += TLENS__MR) {
+        int chunk = tlens__min_int(rows - r0, TLENS__MR);
+        float *c0 = c + (size_t)r0 * ldc;
+        if (t.resume)
+            for (r = 0; r < chunk; r++)
+                memcpy(tile + r * TLENS__KCOLS, c0 + (size_t)r * ldc, n * sizeof(float));
+        tlens__tiles_full_width(t, chunk);
+        for (r = 0; r < chunk; r++)
+            memcpy(c0 + (size_t)r * ldc, tile + r * TLENS__KCOLS, n * sizeof(float));
+        t.a += (size_t)chunk * t.lda;
+    }
+}
+
+static void tlens__tiles(const tlens__tile_args *t, int rows, int cols) {
+    if (cols >= TLENS__KCOLS) tlens__tiles_full_width(*t, rows);
+    else tlens__tiles_narrow(*t, rows, cols);
+}
+
+/* A product out (M, N) = a (M, k_count) @ W[k_begin .. k_begin + k_count)
+ * + bias (tlens__matmul's arguments plus a range of W's rows), and how it
+ * is cut into work items: row blocks of MC rows x groups of item_panels
+ * panels, numbered group by group. */
+typedef struct tlens__matmul_job {
+    float *out;
+    const float *a;
+    size_t lda;
+    const tlens__mat *w;
+    int k_begin, k_count;
+    const float *bias;
+    int M, panels, item_panels, row_blocks;
+} tlens__matmul_job;
+
+/* One work item: its rows x its panels, over the whole K range. */
+static void tlens__matmul_item(const tlens__matmul_job *job, int item) {
+    const tlens__mat *w = job->w;
+    size_t esize = tlens__dtype_size(w->dtype);
+    int row0 = item % job->row_blocks * TLENS__MC, rows = tlens__min_int(TLENS__MC, job->M - row0);
+    int panel0 = item / job->row_blocks * job->item_panels;
+    int panel_end = tlens__min_int(panel0 + job->item_panels, job->panels);
+    int N = w->N, k0, p, s;
+    tlens__tile_args t;
+    t.lda = job->lda;
+    t.ldb = TLENS__PANEL;
+    t.dt = w->dtype;
+    t.ldc = (size_t)N;
+    for (k0 = 0; k0 < job->k_count; k0 += TLENS__KC) {
+        size_t k = (size_t)(job->k_begin + k0); /* row of W */
+        t.kc = tlens__min_int(TLENS__KC, job->k_count - k0);
+        t.resume = k0 > 0;
+        t.a = job->a + (size_t)row0 * t.lda + (size_t)k0;
+        for (p = panel0; p < panel_end; p++) {
+            const char *panel = (const char *)w->data + (size_t)p * (size_t)w->K * TLENS__PANEL * esize;
+            for (s = 0; s < TLENS__PANEL; s += TLENS__KCOLS) {
+                int col = p * TLENS__PANEL + s;
+                if (col >= N) break;
+                t.b = panel + (k * TLENS__PANEL + (size_t)s) * esize;
+                t.c = job->out + (size_t)row0 * t.ldc + (size_t)col;
+                t.bias = job->bias ? job->bias + col : NULL;
+                tlens__tiles(&t, rows, N - col);
             }
         }
     }
 }
 
-static void tlens__matmul(float *out, const float *a, const tlens__mat *w, const float *bias, int M) {
-    tlens__matmul_ref(out, a, w, bias, M);
-}
-
-/* c (M,N) = alpha * a (M,K) @ b (N,K)^T */
-static void tlens__gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb,
-                           int M, int N, int K, float alpha) {
-    int i, j, k;
-    for (i = 0; i < M; i++)
-        for (j = 0; j < N; j++) {
-            float s = 0;
-            for (k = 0; k < K; k++) s += a[(size_t)i * (size_t)lda + (size_t)k] * b[(size_t)j * (size_t)ldb + (size_t)k];
-            c[(size_t)i * (size_t)ldc + (size_t)j] = alpha * s;
+/* out (M, N) = a (M, k_count; row stride lda) @ W[k_begin .. k_begin +
+ * k_count) + bias (may be NULL): a product with some of W's rows, such as
+ * one attention head's part of W_O. out must not overlap a. */
+static void tlens__matmul_rows(float *out, const float *a, int lda, const tlens__mat *w,
+                               int k_begin, int k_count, const float *bias, int M) {
+    tlens__matmul_job job;
+    int items, item;
+    if (M <= 0 || w->N <= 0) return;
+    if (k_count <= 0) { /* an empty sum: the bias */
+        int i;
+        for (i = 0; i < M; i++) {
+            float *o = out + (size_t)i * (size_t)w->N;
+            if (bias) memcpy(o, bias, (size_t)w->N * sizeof(float));
+            else memset(o, 0, (size_t)w->N * sizeof(float));
         }
+        return;
+    }
+    job.out = out;
+    job.a = a;
+    job.lda = (size_t)lda;
+    job.w = w;
+    job.k_begin = k_begin;
+    job.k_count = k_count;
+    job.bias = bias;
+    job.M = M;
+    job.panels = tlens__mat_panels(w->N);
+    job.item_panels = M == 1 ? 1 : TLENS__GP;
+    job.row_blocks = (M + TLENS__MC - 1) / TLENS__MC;
+    items = job.row_blocks * ((job.panels + job.item_panels - 1) / job.item_panels);
+#ifdef _OPENMP
+    if (M == 1) {
+        /* A matrix-vector product, bound by memory bandwidth: each thread
+         * streams one contiguous part of W, which memory serves best. */
+#pragma omp parallel for schedule(static) if ((double)k_count * w->N >= TLENS__PARALLEL_MIN)
+        for (item = 0; item < items; item++) tlens__matmul_item(&job, item);
+        return;
+    }
+    /* Dynamic: threads slowed down (by other programs, or by edge items)
+     * take fewer items. */
+#pragma omp parallel for schedule(dynamic) if ((double)M * k_count * w->N >= TLENS__PARALLEL_MIN)
+#endif
+    for (item = 0; item < items; item++) tlens__matmul_item(&job, item);
 }
 
-/* c (M,N) = a (M,K) @ b (K,N) */
-static void tlens__gemm_nn(float *c, int ldc, const float *a, int lda, const float *b, int ldb,
-                           int M, int N, int K) {
-    int i, j, k;
-    for (i = 0; i < M; i++) {
-        float *ci = c + (size_t)i * (size_t)ldc;
-        for (j = 0; j < N; j++) ci[j] = 0;
-        for (k = 0; k < K; k++) {
-            float x = a[(size_t)i * (size_t)lda + (size_t)k];
-            const float *bk = b + (size_t)k * (size_t)ldb;
-            for (j = 0; j < N; j++) ci[j] += x * bk[j];
+/* out (M, N) = a (M, K) @ W + bias (may be NULL); a and out row-major
+ * contiguous, not overlapping. */
+static void tlens__matmul(float *out, const float *a, const tlens__mat *w, const float *bias, int M) {
+    tlens__matmul_rows(out, a, w->K, w, 0, w->K, bias, M);
+}
+
+/* Activation x activation products for attention. The right operand is not
+ * packed, so blocks of it are copied into panel form (KC x KCOLS floats,
+ * 32 KB at most, on the stack) where the kernel cannot read it in place.
+ * Work items and determinism as for tlens__matmul. Called inside an
+ * enclosing OpenMP parallel region (attention split by head, say) they
+ * run on the calling thread. */
+typedef struct tlens__gemm_job {
+    float *c;
+    size_t ldc;
+    const float *a;
+    size_t lda;
+    const float *b;
+    size_t ldb;
+    int K;
+    int transposed; /* b is N x K (gemm_nt), else K x N (gemm_nn)       */
+    float alpha;    /* gemm_nt's scale, applied to b as it is copied     */
+} tlens__gemm_job;
+
+/* buf[k][j] = b[k0 + k][col + j] for j < cols, zero for cols <= j < KCOLS. */
+static void tlens__copy_block_nn(float *buf, const tlens__gemm_job *job, int k0, int kc, int col,
+                                 int cols) {
+    int k;
+    memset(buf, 0, (size_t)kc * TLENS__KCOLS * sizeof(float));
+    for (k = 0; k < kc; k++)
+        memcpy(buf + (size_t)k * TLENS__KCOLS, job->b + (size_t)(k0 + k) * job->ldb + (size_t)col,
+               (size_t)cols * sizeof(float));
+}
+
+/* buf[k][j] = alpha * b[col + j][k0 + k]: the block of b transposed. */
+static void tlens__copy_block_nt(float *buf, const tlens__gemm_job *job, int k0, int kc, int col,
+                                 int cols) {
+    int j, k;
+    memset(buf, 0, (size_t)kc * TLENS__KCOLS * sizeof(float));
+    for (j = 0; j < cols; j++) {
+        const float *row = job->b + (size_t)(col + j) * job->ldb + (size_t)k0;
+        for (k = 0; k < kc; k++) buf[(size_t)k * TLENS__KCOLS + (size_t)j] = job->alpha * row[k];
+    }
+}
+
+/* One work item: rows [row0, row0 + rows) x columns [col0, col0 + cols). */
+static void tlens__gemm_item(const tlens__gemm_job *job, int row0, int rows, int col0, int cols) {
+    float buf[TLENS__KC * TLENS__KCOLS];
+    tlens__tile_args t;
+    int k0, col;
+    t.lda = job->lda;
+    t.dt = TLENS_F32;
+    t.ldc = job->ldc;
+    t.bias = NULL;
+    for (k0 = 0; k0 < job->K; k0 += TLENS__KC) {
+        t.kc = tlens__min_int(TLENS__KC, job->K - k0);
+        t.resume = k0 > 0;
+        t.a = job->a + (size_t)row0 * job->lda + (size_t)k0;
+        for (col = col0; col < col0 + cols; col += TLENS__KCOLS) {
+            int width = tlens__min_int(TLENS__KCOLS, col0 + cols - col);
+            if (job->transposed) {
+                tlens__copy_block_nt(buf, job, k0, t.kc, col, width);
+                t.b = buf;
+                t.ldb = TLENS__KCOLS;
+            } else if (width < TLENS__KCOLS) {
+                tlens__copy_block_nn(buf, job, k0, t.kc, col, width);
+                t.b = buf;
+                t.ldb = TLENS__KCOLS;
+            } else { /* whole width: read b in place */
+                t.b = job->b + (size_t)k0 * job->ldb + (size_t)col;
+                t.ldb = job->ldb;
+            }
+            t.c = job->c + (size_t)row0 * job->ldc + (size_t)col;
+            tlens__tiles(&t, rows, width);
         }
     }
+}
+
+static void tlens__gemm(const tlens__gemm_job *job, int M, int N) {
+    int item_cols = TLENS__GP * TLENS__PANEL;
+    int row_blocks = (M + TLENS__MC - 1) / TLENS__MC;
+    int groups = (N + item_cols - 1) / item_cols;
+    int items = row_blocks * groups, item;
+    if (M <= 0 || N <= 0) return;
+    if (job->K <= 0) {
+        int i;
+        for (i = 0; i < M; i++) memset(job->c + (size_t)i * job->ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic) if ((double)M * N * job->K >= TLENS__PARALLEL_MIN)
+#endif
+    for (item = 0; item < items; item++) {
+        int group = item / row_blocks, block = item % row_blocks;
+        int row0 = block * TLENS__MC, col0 = group * item_cols;
+        tlens__gemm_item(job, row0, tlens__min_int(TLENS__MC, M - row0), col0,
+                         tlens__min_int(item_cols, N - col0));
+    }
+}
+
+static tlens__gemm_job tlens__gemm_args(float *c, int ldc, const float *a, int lda, const float *b,
+                                        int ldb, int K, int transposed, float alpha) {
+    tlens__gemm_job job;
+    job.c = c;
+    job.ldc = (size_t)ldc;
+    job.a = a;
+    job.lda = (size_t)lda;
+    job.b = b;
+    job.ldb = (size_t)ldb;
+    job.K = K;
+    job.transposed = transposed;
+    job.alpha = alpha;
+    return job;
+}
+
+/* sum of x[k] * y[k], vectorised along k. */
+static float tlens__dot(const float *x, const float *y, int n) {
+    tlens__vf acc0 = TLENS__V_ZERO(), acc1 = TLENS__V_ZERO();
+    float sum;
+    int k = 0;
+    for (; k + 2 * TLENS__VW <= n; k += 2 * TLENS__VW) {
+        acc0 = TLENS__V_FMA(TLENS__V_LOAD(x + k), TLENS__V_LOAD(y + k), acc0);
+        acc1 = TLENS__V_FMA(TLENS__V_LOAD(x + k + TLENS__VW), TLENS__V_LOAD(y + k + TLENS__VW), acc1);
+    }
+    for (; k + TLENS__VW <= n; k += TLENS__VW)
+        acc0 = TLENS__V_FMA(TLENS__V_LOAD(x + k), TLENS__V_LOAD(y + k), acc0);
+    sum = TLENS__V_SUM(acc0) + TLENS__V_SUM(acc1);
+    for (; k < n; k++) sum += x[k] * y[k];
+    return sum;
+}
+
+/* c (M x N) = alpha * a (M x K) @ b (N x K)^T: attention scores q k^T.
+ * Few rows (decoding with a key/value cache) are plain dot products;
+ * otherwise alpha is applied to b as its blocks are copied. */
+TLENS__MAYBE_UNUSED static void tlens__gemm_nt(float *c, int ldc, const float *a, int lda,
+                                               const float *b, int ldb, int M, int N, int K,
+                                               float alpha) {
+    tlens__gemm_job job;
+    if (M < 4) {
+        int i, j;
+        for (i = 0; i < M; i++)
+            for (j = 0; j < N; j++)
+                c[(size_t)i * (size_t)ldc + (size_t)j] =
+                    alpha * tlens__dot(a + (size_t)i * (size_t)lda, b + (size_t)j * (size_t)ldb, K);
+        return;
+    }
+    job = tlens__gemm_args(c, ldc, a, lda, b, ldb, K, 1, alpha);
+    tlens__gemm(&job, M, N);
+}
+
+/* c (M x N) = a (M x K) @ b (K x N): z = pattern @ v. */
+TLENS__MAYBE_UNUSED static void tlens__gemm_nn(float *c, int ldc, const float *a, int lda,
+                                               const float *b, int ldb, int M, int N, int K) {
+    tlens__gemm_job job = tlens__gemm_args(c, ldc, a, lda, b, ldb, K, 0, 1.0f);
+    tlens__gemm(&job, M, N);
+}
+
+#if defined(__cplusplus) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+/* dst[i] = src[offset + i] as float, for i < n, src of type dt. */
+static void tlens__decode_rows(float *dst, const void *src, size_t offset, size_t n, tlens_dtype dt) {
+    size_t i;
+    if (dt == TLENS_F32) { memcpy(dst, (const float *)src + offset, n * sizeof(float)); return; }
+    for (i = 0; i < n; i++) dst[i] = tlens__load_elem(src, offset + i, dt);
 }
 
 /* ------------------------------------------------------------------------
@@ -3760,7 +4416,7 @@ done:
  *   56      4     processing: 1 fold_ln, 2 center_writing_weights,
  *                 4 center_unembed, 8 fold_value_biases (0 = raw weights)
  *   60      4     weight type of embed.W_E and the matrices: 1 f32, 2 f16, 3 bf16
- *   64      4     matrix layout (TLENS__MAT_LAYOUT: the packing of 3.4)
+ *   64      4     matrix layout (TLENS__MAT_LAYOUT: the packing of 3.5)
  *   68      4     tensor count
  *   72      8     tensor table offset
  *   80      16    vocab.json offset, size (0, 0: no tokenizer)
@@ -3772,7 +4428,7 @@ done:
  *           cols (u32), reserved (u32), offset (u64, from the file start)
  *   data    the tensors in the table's order, each padded to 64 bytes
  *
- * The tensor list is exactly the parameter table of 3.5 for the stored
+ * The tensor list is exactly the parameter table of 3.6 for the stored
  * processing, so a reader checks every row against what it expects.
  * ---------------------------------------------------------------------- */
 #define TLENS__MAGIC "TLENS\0\0\1"

@@ -6,6 +6,7 @@
 #include "tlens_test.h"
 #include "test_util.h"
 
+#include "test_matmul.c"
 #include "test_reference.c"
 #include "test_run.c"
 #include "test_toolkit.c"
@@ -15,6 +16,7 @@
 
 int main(int argc, char **argv) {
     if (argc > 1) tt.filter = argv[1];
+    tests_matmul();
     tests_reference();
     tests_run();
     tests_toolkit();

@@ -12,7 +12,8 @@
  * A test passes when none of its checks failed. Every failed check prints
  * one line: file:line, the expression and the values. TT_SKIP("why") ends a
  * test as skipped. Tests are registered explicitly, in the order they run;
- * a command-line argument runs only the tests whose names contain it.
+ * a command-line argument runs only the tests whose names contain one of
+ * its comma-separated parts.
  */
 #ifndef TLENS_TEST_H
 #define TLENS_TEST_H
@@ -106,8 +107,25 @@ int tt_close(double a, double b, double atol, double rtol) {
     return fabs(a - b) <= atol + rtol * fabs(b);
 }
 
+/* The filter is a comma-separated list of substrings of test names. */
+static int tt_selected(const char *name) {
+    const char *f = tt.filter;
+    char part[128];
+    if (!f || !*f) return 1;
+    while (*f) {
+        size_t n = strcspn(f, ",");
+        if (n < sizeof part) {
+            memcpy(part, f, n);
+            part[n] = 0;
+            if (n && strstr(name, part)) return 1;
+        }
+        f += n + (f[n] == ',');
+    }
+    return 0;
+}
+
 void tt_run(const char *name, void (*fn)(void)) {
-    if (tt.filter && !strstr(name, tt.filter)) return;
+    if (!tt_selected(name)) return;
     tt.current = name;
     tt.current_failures = 0;
     tt.current_skipped = 0;
