@@ -2920,6 +2920,16 @@ typedef __m512 tlens__vf;
 #define TLENS__V_LOAD_BF16(p)                                                \
     _mm512_castsi512_ps(_mm512_slli_epi32(                                   \
         _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(p))), 16))
+#define TLENS__V_ADD(a, b) _mm512_add_ps((a), (b))
+#define TLENS__V_SUB(a, b) _mm512_sub_ps((a), (b))
+#define TLENS__V_MUL(a, b) _mm512_mul_ps((a), (b))
+#define TLENS__V_DIV(a, b) _mm512_div_ps((a), (b))
+#define TLENS__V_MAX(a, b) _mm512_max_ps((a), (b))
+#define TLENS__V_MIN(a, b) _mm512_min_ps((a), (b))
+#define TLENS__V_HMAX(v) _mm512_reduce_max_ps(v)
+#define TLENS__V_ROUND(v) _mm512_roundscale_ps((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define TLENS__V_POW2(n) /* 2^n for whole-numbered n */ \
+    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23))
 #ifdef TLENS__X86_REGS_WIDE
 #define TLENS__MR 12
 #else
@@ -2937,6 +2947,16 @@ typedef __m256 tlens__vf;
 #define TLENS__V_SET1(x) _mm256_set1_ps(x)
 #define TLENS__V_FMA(x, w, acc) _mm256_fmadd_ps((x), (w), (acc))
 #define TLENS__V_SUM(v) tlens__avx2_sum(v)
+#define TLENS__V_ADD(a, b) _mm256_add_ps((a), (b))
+#define TLENS__V_SUB(a, b) _mm256_sub_ps((a), (b))
+#define TLENS__V_MUL(a, b) _mm256_mul_ps((a), (b))
+#define TLENS__V_DIV(a, b) _mm256_div_ps((a), (b))
+#define TLENS__V_MAX(a, b) _mm256_max_ps((a), (b))
+#define TLENS__V_MIN(a, b) _mm256_min_ps((a), (b))
+#define TLENS__V_HMAX(v) tlens__avx2_max(v)
+#define TLENS__V_ROUND(v) _mm256_round_ps((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define TLENS__V_POW2(n) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23))
 #define TLENS__V_LOAD_BF16(p)                                                \
     _mm256_castsi256_ps(_mm256_slli_epi32(                                   \
         _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(p))), 16))
@@ -2960,6 +2980,12 @@ TLENS__ALWAYS_INLINE __m256 tlens__avx2_load_f16(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_or_si256(bits, sign));
 }
 #endif
+TLENS__ALWAYS_INLINE float tlens__avx2_max(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
 TLENS__ALWAYS_INLINE float tlens__avx2_sum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -2985,6 +3011,16 @@ typedef float32x4_t tlens__vf;
 #define TLENS__V_SUM(v) vaddvq_f32(v)
 #define TLENS__V_LOAD_F16(p) vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)))
 #define TLENS__V_LOAD_BF16(p) vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16))
+#define TLENS__V_ADD(a, b) vaddq_f32((a), (b))
+#define TLENS__V_SUB(a, b) vsubq_f32((a), (b))
+#define TLENS__V_MUL(a, b) vmulq_f32((a), (b))
+#define TLENS__V_DIV(a, b) vdivq_f32((a), (b))
+#define TLENS__V_MAX(a, b) vmaxq_f32((a), (b))
+#define TLENS__V_MIN(a, b) vminq_f32((a), (b))
+#define TLENS__V_HMAX(v) vmaxvq_f32(v)
+#define TLENS__V_ROUND(v) vrndnq_f32(v)
+#define TLENS__V_POW2(n) \
+    vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23))
 #define TLENS__MR 6
 #define TLENS__NV 4
 
@@ -2999,6 +3035,22 @@ typedef float tlens__vf;
 #define TLENS__V_SUM(v) (v)
 #define TLENS__V_LOAD_F16(p) tlens__f16_to_f32(*(p))
 #define TLENS__V_LOAD_BF16(p) tlens__bf16_to_f32(*(p))
+#define TLENS__V_ADD(a, b) ((a) + (b))
+#define TLENS__V_SUB(a, b) ((a) - (b))
+#define TLENS__V_MUL(a, b) ((a) * (b))
+#define TLENS__V_DIV(a, b) ((a) / (b))
+#define TLENS__V_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define TLENS__V_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define TLENS__V_HMAX(v) (v)
+#define TLENS__V_ROUND(v) floorf((v) + 0.5f)
+#define TLENS__V_POW2(n) tlens__pow2i((int)(n))
+/* 2^n from its bits, as the vector paths build it (n = -127 gives 0). */
+static float tlens__pow2i(int n) {
+    uint32_t bits = (uint32_t)(n + 127) << 23;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
 #define TLENS__MR 4
 #define TLENS__NV 4
 #endif
@@ -3012,6 +3064,9 @@ typedef float tlens__vf;
 /* Fewer multiply-adds than this (some 5 microseconds of work) run on one
  * thread: waking others would cost more than it saves. */
 #define TLENS__PARALLEL_MIN 524288.0
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* The micro-kernel covers a panel in whole steps. */
 typedef char tlens__kcols_divides_panel[TLENS__PANEL % TLENS__KCOLS == 0 ? 1 : -1];
@@ -3440,7 +3495,7 @@ static void tlens__gemm(const tlens__gemm_job *job, int M, int N) {
         return;
     }
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic) if ((double)M * N * job->K >= TLENS__PARALLEL_MIN)
+#pragma omp parallel for schedule(dynamic) if ((double)M * N * job->K >= TLENS__PARALLEL_MIN && !omp_in_parallel())
 #endif
     for (item = 0; item < items; item++) {
         int group = item / row_blocks, block = item % row_blocks;
@@ -5172,18 +5227,61 @@ static tlens_tensor tlens__tensor(float *data, int ndim, int s0, int s1, int s2,
  * 3.10 Elementwise kernels: LayerNorm, GELU, softmax
  * ---------------------------------------------------------------------- */
 
+/* e^x for a vector, through the macro layer of 3.5: x log2(e) = n + f with
+ * n whole and |f| <= 1/2, e^x = 2^n 2^f, 2^f by a degree-6 polynomial
+ * (relative error below 4e-7). x is clamped to [-88, 88.3]: at the low end
+ * 2^n underflows to an exact 0, so e^-inf (a masked score) is exactly 0. */
+TLENS__ALWAYS_INLINE tlens__vf tlens__v_exp(tlens__vf x) {
+    tlens__vf t, n, f, p;
+    x = TLENS__V_MIN(TLENS__V_MAX(x, TLENS__V_SET1(-88.0f)), TLENS__V_SET1(88.3f));
+    t = TLENS__V_MUL(x, TLENS__V_SET1(1.44269504088896341f));
+    n = TLENS__V_ROUND(t);
+    f = TLENS__V_SUB(t, n);
+    p = TLENS__V_SET1(1.535336188319500e-4f);
+    p = TLENS__V_FMA(p, f, TLENS__V_SET1(1.339887440266574e-3f));
+    p = TLENS__V_FMA(p, f, TLENS__V_SET1(9.618437357674640e-3f));
+    p = TLENS__V_FMA(p, f, TLENS__V_SET1(5.550332471162809e-2f));
+    p = TLENS__V_FMA(p, f, TLENS__V_SET1(2.402264791363012e-1f));
+    p = TLENS__V_FMA(p, f, TLENS__V_SET1(6.931472028550421e-1f));
+    p = TLENS__V_FMA(p, f, TLENS__V_SET1(1.0f));
+    return TLENS__V_MUL(p, TLENS__V_POW2(n));
+}
+
+/* Loops over n floats in whole vectors; the last partial vector goes
+ * through a padded copy, so every element takes the same vector code. */
+#define TLENS__FOR_VECTORS(i, n)                                          \
+    for ((i) = 0; (i) + TLENS__VW <= (n); (i) += TLENS__VW)
+#define TLENS__TAIL_LOAD(buf, src, count, pad)                                    \
+    do {                                                                          \
+        int tlens__k;                                                             \
+        for (tlens__k = 0; tlens__k < TLENS__VW; tlens__k++)                      \
+            (buf)[tlens__k] = tlens__k < (count) ? (src)[tlens__k] : (pad);       \
+    } while (0)
+
 /* LayerNorm statistics of each row of x (R, D): its mean and
- * scale = sqrt(mean((x - mean)^2) + eps). */
+ * scale = sqrt(mean((x - mean)^2) + eps), as TransformerLens computes them
+ * (centre first, then the mean of squares). */
 static void tlens__layernorm_stats(const float *x, float *mean, float *scale, int R, int D, float eps) {
     int r, i;
     for (r = 0; r < R; r++) {
         const float *row = x + (size_t)r * (size_t)D;
-        double s = 0, v = 0;
-        for (i = 0; i < D; i++) s += row[i];
-        s /= D;
-        for (i = 0; i < D; i++) { double d = row[i] - s; v += d * d; }
-        mean[r] = (float)s;
-        scale[r] = (float)sqrt(v / D + eps);
+        tlens__vf acc = TLENS__V_ZERO();
+        float s, v, buf[TLENS__VW];
+        TLENS__FOR_VECTORS(i, D) acc = TLENS__V_ADD(acc, TLENS__V_LOAD(row + i));
+        TLENS__TAIL_LOAD(buf, row + i, D - i, 0.0f);
+        s = (TLENS__V_SUM(acc) + TLENS__V_SUM(TLENS__V_LOAD(buf))) / (float)D;
+        acc = TLENS__V_ZERO();
+        TLENS__FOR_VECTORS(i, D) {
+            tlens__vf d = TLENS__V_SUB(TLENS__V_LOAD(row + i), TLENS__V_SET1(s));
+            acc = TLENS__V_FMA(d, d, acc);
+        }
+        TLENS__TAIL_LOAD(buf, row + i, D - i, s);
+        {
+            tlens__vf d = TLENS__V_SUB(TLENS__V_LOAD(buf), TLENS__V_SET1(s));
+            v = TLENS__V_SUM(TLENS__V_FMA(d, d, acc)) / (float)D;
+        }
+        mean[r] = s;
+        scale[r] = sqrtf(v + eps);
     }
 }
 
@@ -5193,34 +5291,76 @@ static void tlens__layernorm_apply(const float *x, const float *mean, const floa
     int r, i;
     for (r = 0; r < R; r++) {
         const float *row = x + (size_t)r * (size_t)D;
-        float *o = out + (size_t)r * (size_t)D, mu = mean[r], inv = 1.0f / scale[r];
-        if (w) for (i = 0; i < D; i++) o[i] = (row[i] - mu) * inv * w[i] + b[i];
-        else for (i = 0; i < D; i++) o[i] = (row[i] - mu) * inv;
+        float *o = out + (size_t)r * (size_t)D;
+        tlens__vf mu = TLENS__V_SET1(mean[r]), sc = TLENS__V_SET1(scale[r]);
+        TLENS__FOR_VECTORS(i, D) {
+            tlens__vf y = TLENS__V_DIV(TLENS__V_SUB(TLENS__V_LOAD(row + i), mu), sc);
+            if (w) y = TLENS__V_FMA(y, TLENS__V_LOAD(w + i), TLENS__V_LOAD(b + i));
+            TLENS__V_STORE(o + i, y);
+        }
+        for (; i < D; i++) {
+            float y = (row[i] - mean[r]) / scale[r];
+            o[i] = w ? y * w[i] + b[i] : y;
+        }
     }
 }
 
-/* gelu_new(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+/* gelu_new(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), with
+ * tanh(u) = 1 - 2 / (e^(2u) + 1). */
+TLENS__ALWAYS_INLINE tlens__vf tlens__v_gelu_new(tlens__vf x) {
+    tlens__vf x3 = TLENS__V_MUL(TLENS__V_MUL(x, x), x);
+    tlens__vf u = TLENS__V_MUL(TLENS__V_SET1(0.7978845608028654f), TLENS__V_FMA(TLENS__V_SET1(0.044715f), x3, x));
+    tlens__vf e = tlens__v_exp(TLENS__V_ADD(u, u));
+    tlens__vf th = TLENS__V_SUB(TLENS__V_SET1(1.0f), TLENS__V_DIV(TLENS__V_SET1(2.0f), TLENS__V_ADD(e, TLENS__V_SET1(1.0f))));
+    return TLENS__V_MUL(TLENS__V_MUL(TLENS__V_SET1(0.5f), x), TLENS__V_ADD(TLENS__V_SET1(1.0f), th));
+}
+
 static void tlens__activation(float *out, const float *x, size_t n, int act) {
-    size_t i;
-    const float k = 0.7978845608028654f;
-    for (i = 0; i < n; i++) {
+    size_t i = 0;
+    if (act == TLENS_ACT_GELU_NEW) {
+        float buf[TLENS__VW];
+        int k;
+        for (; i + TLENS__VW <= n; i += TLENS__VW) TLENS__V_STORE(out + i, tlens__v_gelu_new(TLENS__V_LOAD(x + i)));
+        TLENS__TAIL_LOAD(buf, x + i, (int)(n - i), 0.0f);
+        TLENS__V_STORE(buf, tlens__v_gelu_new(TLENS__V_LOAD(buf)));
+        for (k = 0; i < n; i++, k++) out[i] = buf[k];
+        return;
+    }
+    for (; i < n; i++) {
         float v = x[i];
-        if (act == TLENS_ACT_GELU_NEW) out[i] = 0.5f * v * (1.0f + tanhf(k * (v + 0.044715f * v * v * v)));
-        else if (act == TLENS_ACT_GELU) out[i] = 0.5f * v * (1.0f + erff(v * 0.7071067811865476f));
-        else out[i] = v > 0 ? v : 0;
+        out[i] = act == TLENS_ACT_GELU ? 0.5f * v * (1.0f + erff(v * 0.7071067811865476f)) : v > 0 ? v : 0;
     }
 }
 
 /* Softmax of row[0..n) in place; a row of -inf only becomes zeros (as
  * TransformerLens turns the NaNs of fully masked rows into zeros). */
 static void tlens__softmax(float *row, int n) {
-    int i;
-    float mx = -INFINITY, sum = 0, inv;
-    for (i = 0; i < n; i++) if (row[i] > mx) mx = row[i];
-    if (mx == -INFINITY) { for (i = 0; i < n; i++) row[i] = 0; return; }
-    for (i = 0; i < n; i++) { row[i] = expf(row[i] - mx); sum += row[i]; }
-    inv = 1.0f / sum;
-    for (i = 0; i < n; i++) row[i] *= inv;
+    int i, k;
+    float mx = -INFINITY, sum, buf[TLENS__VW];
+    tlens__vf vmax = TLENS__V_SET1(-INFINITY), acc = TLENS__V_ZERO(), inv;
+    TLENS__FOR_VECTORS(i, n) vmax = TLENS__V_MAX(vmax, TLENS__V_LOAD(row + i));
+    mx = TLENS__V_HMAX(vmax);
+    for (k = i; k < n; k++) if (row[k] > mx) mx = row[k];
+    if (mx == -INFINITY) {
+        memset(row, 0, (size_t)n * sizeof(float));
+        return;
+    }
+    vmax = TLENS__V_SET1(mx);
+    TLENS__FOR_VECTORS(i, n) {
+        tlens__vf e = tlens__v_exp(TLENS__V_SUB(TLENS__V_LOAD(row + i), vmax));
+        TLENS__V_STORE(row + i, e);
+        acc = TLENS__V_ADD(acc, e);
+    }
+    TLENS__TAIL_LOAD(buf, row + i, n - i, -INFINITY);
+    TLENS__V_STORE(buf, tlens__v_exp(TLENS__V_SUB(TLENS__V_LOAD(buf), vmax)));
+    sum = TLENS__V_SUM(acc);
+    for (k = 0; i + k < n; k++) {
+        row[i + k] = buf[k];
+        sum += buf[k];
+    }
+    inv = TLENS__V_SET1(1.0f / sum);
+    TLENS__FOR_VECTORS(i, n) TLENS__V_STORE(row + i, TLENS__V_MUL(TLENS__V_LOAD(row + i), inv));
+    for (; i < n; i++) row[i] *= 1.0f / sum;
 }
 
 /* ------------------------------------------------------------------------
@@ -5232,12 +5372,26 @@ static void tlens__softmax(float *row, int n) {
  * q, k, v, z as (B*T, D) are [batch, pos, head, d_head].
  * ---------------------------------------------------------------------- */
 
+/* Query rows per block of the causal attention: a block of R queries
+ * needs keys 0 .. P + last query only, so about half of the (T, T) work
+ * is skipped, and its (R, S) scores stay in the cache. */
+#define TLENS__ATTN_ROWS 64
+
+static int tlens__threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
 /* Lay the activation area out for (B, T); with base NULL only count. */
 static size_t tlens__area_layout(tlens_ctx *ctx, int B, int T, float *base) {
     const tlens_config *c = &ctx->m->cfg;
     size_t BT = (size_t)B * (size_t)T, D = (size_t)c->d_model, off = 0;
     size_t NS = (size_t)ctx->kv_len + (size_t)T;
-    size_t att = ctx->any_attn_materialized ? (size_t)B * (size_t)c->n_heads * (size_t)T * NS : (size_t)T * NS;
+    size_t att = ctx->any_attn_materialized ? (size_t)B * (size_t)c->n_heads * (size_t)T * NS
+                                            : (size_t)tlens__threads() * TLENS__ATTN_ROWS * NS;
     size_t heads_copy = ctx->optional_hooks ? BT * (size_t)c->n_heads * D : 0;
 #define TLENS__PLACE(ptr, n) do { if (base) ctx->ptr = base + off; off += ((n) + 15u) & ~(size_t)15u; } while (0)
     TLENS__PLACE(embed, BT * D);
@@ -5348,80 +5502,88 @@ static float *tlens__values(const tlens_ctx *ctx, int l, int b) {
     return ctx->v + (size_t)b * (size_t)ctx->T * D;
 }
 
-/* Attention scores of one (batch, head), a (T, S) block for T queries at
- * positions P..P+T-1 over S = P + T keys: S[i][j] = q_i . k_j / attn_scale
- * where key j is visible (j <= P + i and not padding), -inf elsewhere.
- * Unless `full`, entries right of the diagonal are left unset. */
-static void tlens__attn_scores(const tlens_ctx *ctx, int l, int b, int h, float *S, float inv_scale, int full) {
+/* Rows i0 .. i0+R-1 of one (batch, head)'s attention. S is (R, ld) with
+ * ld >= P + i0 + R. Step 1: S = q k^T / attn_scale over keys 0 .. n-1 with
+ * n = P + i0 + R (n = ld when `full`, TransformerLens' whole tensor). Step
+ * 2: padding keys and (when `full`) future keys become -inf. The softmax
+ * and z = S v (steps 3 and 4) are in tlens__attn_softmax_z. */
+static void tlens__attn_scores(const tlens_ctx *ctx, int l, int b, int h, int i0, int R, float *S, int ld,
+                               float inv_scale, int full) {
     const tlens_config *c = &ctx->m->cfg;
-    int T = ctx->T, P = ctx->kv_len, NS = P + T, D = c->d_model, dh = c->d_head, i, j, d;
-    const float *q = ctx->q + (size_t)b * (size_t)T * (size_t)D + (size_t)h * (size_t)dh;
+    int T = ctx->T, P = ctx->kv_len, D = c->d_model, dh = c->d_head, n = full ? ld : P + i0 + R, i, j;
+    const float *q = ctx->q + ((size_t)b * (size_t)T + (size_t)i0) * (size_t)D + (size_t)h * (size_t)dh;
     const float *k = tlens__keys(ctx, l, b) + (size_t)h * (size_t)dh;
     const unsigned char *visible = ctx->key_mask ? ctx->key_mask + (size_t)b * (size_t)ctx->mask_stride : NULL;
-    for (i = 0; i < T; i++) {
-        const float *qi = q + (size_t)i * (size_t)D;
-        float *row = S + (size_t)i * (size_t)NS;
-        for (j = 0; j <= P + i; j++) {
-            const float *kj = k + (size_t)j * (size_t)D;
-            float s = 0;
-            if (visible && !visible[j]) { row[j] = -INFINITY; continue; }
-            for (d = 0; d < dh; d++) s += qi[d] * kj[d];
-            row[j] = s * inv_scale;
-        }
-        if (full) for (j = P + i + 1; j < NS; j++) row[j] = -INFINITY;
+    tlens__gemm_nt(S, ld, q, D, k, D, R, n, dh, inv_scale);
+    for (i = 0; i < R; i++) {
+        float *row = S + (size_t)i * (size_t)ld;
+        if (visible)
+            for (j = 0; j < n; j++)
+                if (!visible[j]) row[j] = -INFINITY;
+        if (full)
+            for (j = P + i0 + i + 1; j < n; j++) row[j] = -INFINITY;
     }
 }
 
-/* z[b, i, h, :] = sum_j P[i][j] v[b, j, h, :] over the visible keys, or
- * over all S keys when `full` (a hook may have put weight on the future;
- * TransformerLens would use it). */
-static void tlens__attn_z(tlens_ctx *ctx, int l, int b, int h, const float *Pm, int full) {
-    const tlens_config *c = &ctx->m->cfg;
-    int T = ctx->T, P = ctx->kv_len, NS = P + T, D = c->d_model, dh = c->d_head, i, j, d;
-    const float *v = tlens__values(ctx, l, b) + (size_t)h * (size_t)dh;
-    float *z = ctx->z + (size_t)b * (size_t)T * (size_t)D + (size_t)h * (size_t)dh;
-    for (i = 0; i < T; i++) {
-        const float *row = Pm + (size_t)i * (size_t)NS;
-        float *zi = z + (size_t)i * (size_t)D;
-        int n = full ? NS : P + i + 1;
-        for (d = 0; d < dh; d++) zi[d] = 0;
-        for (j = 0; j < n; j++) {
-            const float *vj = v + (size_t)j * (size_t)D;
-            float p = row[j];
-            if (p == 0) continue;
-            for (d = 0; d < dh; d++) zi[d] += p * vj[d];
-        }
+/* Step 3: softmax of each row over its visible keys (the whole row when
+ * `full`); step 4: z rows = pattern @ v. */
+static void tlens__attn_softmax(const tlens_ctx *ctx, int i0, int R, float *S, int ld, int full) {
+    int P = ctx->kv_len, i, n;
+    for (i = 0; i < R; i++) {
+        float *row = S + (size_t)i * (size_t)ld;
+        n = full ? ld : P + i0 + i + 1;
+        tlens__softmax(row, n);
+        if (!full) memset(row + n, 0, (size_t)(P + i0 + R - n) * sizeof(float));
     }
+}
+
+static void tlens__attn_z(tlens_ctx *ctx, int l, int b, int h, int i0, int R, const float *S, int ld, int full) {
+    const tlens_config *c = &ctx->m->cfg;
+    int T = ctx->T, D = c->d_model, dh = c->d_head, n = full ? ld : ctx->kv_len + i0 + R;
+    const float *v = tlens__values(ctx, l, b) + (size_t)h * (size_t)dh;
+    float *z = ctx->z + ((size_t)b * (size_t)T + (size_t)i0) * (size_t)D + (size_t)h * (size_t)dh;
+    tlens__gemm_nn(z, D, S, ld, v, D, R, dh, n);
 }
 
 /* 3. Attention of layer l on q, k, v into z. When a hook or the cache
- * wants the scores or the pattern, the whole (B, H, T, S) tensor is made;
- * otherwise one (T, S) block at a time, only its causal part. */
+ * wants the scores or the pattern, the whole (B, H, T, P + T) tensor is
+ * made, with -inf where TransformerLens masks; otherwise blocks of query
+ * rows are computed in parallel, each over the keys it can see. */
 static int tlens__attention(tlens_ctx *ctx, int l) {
     const tlens_config *c = &ctx->m->cfg;
-    int B = ctx->B, T = ctx->T, NS = ctx->kv_len + ctx->T, H = c->n_heads, b, h, i;
+    int B = ctx->B, T = ctx->T, NS = ctx->kv_len + ctx->T, H = c->n_heads, b, h, job;
     int p_scores = tlens__block_point(ctx, l, TLENS__HP_ATTN_SCORES);
     int full = ctx->points[p_scores].active || ctx->points[p_scores + 1].active;
     float attn_scale = sqrtf((float)c->d_head) * (c->scale_attn_by_inverse_layer_idx ? (float)(l + 1) : 1.0f);
     float inv_scale = 1.0f / attn_scale;
     size_t block = (size_t)T * (size_t)NS;
+    int blocks = (T + TLENS__ATTN_ROWS - 1) / TLENS__ATTN_ROWS, jobs = B * H * blocks;
     if (!full) {
-        for (b = 0; b < B; b++)
-            for (h = 0; h < H; h++) {
-                tlens__attn_scores(ctx, l, b, h, ctx->att, inv_scale, 0);
-                for (i = 0; i < T; i++) tlens__softmax(ctx->att + (size_t)i * (size_t)NS, ctx->kv_len + i + 1);
-                tlens__attn_z(ctx, l, b, h, ctx->att, 0);
-            }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic) if (jobs > 1 && (double)T * NS * c->d_head >= 65536.0)
+#endif
+        for (job = 0; job < jobs; job++) {
+            int bh = job / blocks, i0 = (job % blocks) * TLENS__ATTN_ROWS, R = T - i0 < TLENS__ATTN_ROWS ? T - i0 : TLENS__ATTN_ROWS;
+#ifdef _OPENMP
+            float *S = ctx->att + (size_t)omp_get_thread_num() * TLENS__ATTN_ROWS * (size_t)NS;
+#else
+            float *S = ctx->att;
+#endif
+            tlens__attn_scores(ctx, l, bh / H, bh % H, i0, R, S, NS, inv_scale, 0);
+            tlens__attn_softmax(ctx, i0, R, S, NS, 0);
+            tlens__attn_z(ctx, l, bh / H, bh % H, i0, R, S, NS, 0);
+        }
         return 0;
     }
     for (b = 0; b < B; b++)
         for (h = 0; h < H; h++)
-            tlens__attn_scores(ctx, l, b, h, ctx->att + ((size_t)b * (size_t)H + (size_t)h) * block, inv_scale, 1);
+            tlens__attn_scores(ctx, l, b, h, 0, T, ctx->att + ((size_t)b * (size_t)H + (size_t)h) * block, NS, inv_scale, 1);
     TLENS__HOOK(ctx, p_scores, ctx->att, 4, B, H, T, NS);
-    for (i = 0; i < B * H * T; i++) tlens__softmax(ctx->att + (size_t)i * (size_t)NS, NS);
+    for (b = 0; b < B * H; b++) tlens__attn_softmax(ctx, 0, T, ctx->att + (size_t)b * block, NS, 1);
     TLENS__HOOK(ctx, p_scores + 1, ctx->att, 4, B, H, T, NS);
     for (b = 0; b < B; b++)
-        for (h = 0; h < H; h++) tlens__attn_z(ctx, l, b, h, ctx->att + ((size_t)b * (size_t)H + (size_t)h) * block, 1);
+        for (h = 0; h < H; h++)
+            tlens__attn_z(ctx, l, b, h, 0, T, ctx->att + ((size_t)b * (size_t)H + (size_t)h) * block, NS, 1);
     return 0;
 }
 
@@ -5439,15 +5601,15 @@ static void tlens__kv_append(tlens_ctx *ctx, int l) {
  * b_O (an optional point). */
 static void tlens__head_results(tlens_ctx *ctx, const tlens__mat *W_O) {
     const tlens_config *c = &ctx->m->cfg;
-    int BT = ctx->B * ctx->T, H = c->n_heads, D = c->d_model, dh = c->d_head, r, h, i, n;
-    for (r = 0; r < BT; r++)
-        for (h = 0; h < H; h++) {
-            float *out = ctx->result + ((size_t)r * (size_t)H + (size_t)h) * (size_t)D;
-            const float *z = ctx->z + (size_t)r * (size_t)D + (size_t)h * (size_t)dh;
-            for (n = 0; n < D; n++) out[n] = 0;
-            for (i = 0; i < dh; i++)
-                for (n = 0; n < D; n++) out[n] += z[i] * tlens__mat_get(W_O, h * dh + i, n);
-        }
+    int BT = ctx->B * ctx->T, H = c->n_heads, D = c->d_model, dh = c->d_head, r, h;
+    for (h = 0; h < H; h++) {
+        /* (B*T, dh) @ W_O[h*dh .. h*dh+dh) -> rows of `scratch`, then into place */
+        float *tmp = ctx->attn_out; /* free until attn_out is computed */
+        tlens__matmul_rows(tmp, ctx->z + (size_t)h * (size_t)dh, D, W_O, h * dh, dh, NULL, BT);
+        for (r = 0; r < BT; r++)
+            memcpy(ctx->result + ((size_t)r * (size_t)H + (size_t)h) * (size_t)D, tmp + (size_t)r * (size_t)D,
+                   (size_t)D * sizeof(float));
+    }
 }
 
 /* The optional per-head inputs: hook_attn_in is resid_pre repeated per
