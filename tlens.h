@@ -406,6 +406,10 @@ typedef struct tlens_run_options {
      * the batch shape and may be NULL. */
     const float *start_resid;
     int start_at_layer;
+    /* only the last position's logits: tlens_logits is [batch, 1, d_vocab]
+     * (the prefill before generating; saves batch * (pos - 1) * d_vocab
+     * floats: 200 MB for GPT-2 at 1024 positions). */
+    int last_logits_only;
 } tlens_run_options;
 
 TLENS_API tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens,
@@ -5032,6 +5036,7 @@ struct tlens_ctx {
     float *head_in[4];      /* optional per-head inputs: attn_in, q, k, v */
     int head_inputs_edited;
     int32_t *tokens;        /* ids after an edit at hook_tokens */
+    int last_logits_only;   /* this run keeps one position of logits */
     int *positions;         /* (B, T) position of each token */
     tlens_tensor logits_tensor, resid_tensor;
     /* the key/value cache: (n_layers, B, kv_cap, D) each */
@@ -5416,7 +5421,7 @@ static size_t tlens__area_layout(tlens_ctx *ctx, int B, int T, float *base) {
     TLENS__PLACE(mlp_pre, BT * (size_t)c->d_mlp);
     TLENS__PLACE(mlp_post, BT * (size_t)c->d_mlp);
     TLENS__PLACE(mlp_out, BT * D);
-    TLENS__PLACE(logits, BT * (size_t)c->d_vocab);
+    TLENS__PLACE(logits, (ctx->last_logits_only ? (size_t)B : BT) * (size_t)c->d_vocab);
     if (base) ctx->tokens = (int32_t *)(void *)(base + off);
     off += (BT * sizeof(int32_t) / sizeof(float) + 15u) & ~(size_t)15u;
     if (base) ctx->positions = (int *)(void *)(base + off);
@@ -5750,6 +5755,15 @@ static int tlens__forward(tlens_ctx *ctx, const int32_t *tokens, int start, int 
     /* 6. the final LayerNorm and the unembedding: logits = ln_final @ W_U + b_U */
     p = tlens__post_point(ctx, TLENS__HP_LNF_SCALE);
     if ((r = tlens__layernorm(ctx, ctx->resid, m->lnf_w, m->lnf_b, p))) return r;
+    if (ctx->last_logits_only) { /* gather each sequence's last row */
+        int b;
+        for (b = 0; b < B; b++)
+            memmove(ctx->ln_out + (size_t)b * (size_t)m->cfg.d_model,
+                    ctx->ln_out + ((size_t)b * (size_t)T + (size_t)T - 1) * (size_t)m->cfg.d_model,
+                    (size_t)m->cfg.d_model * sizeof(float));
+        tlens__matmul(ctx->logits, ctx->ln_out, &m->W_U, m->b_U, B);
+        return 0;
+    }
     tlens__matmul(ctx->logits, ctx->ln_out, &m->W_U, m->b_U, B * T);
     return 0;
 }
@@ -5921,6 +5935,7 @@ TLENS_DEF tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens, int b
         if ((r = tlens__kv_reserve(ctx, batch, err))) return r;
     }
     if ((r = tlens__points_update(ctx, err))) return r;
+    ctx->last_logits_only = opt->last_logits_only != 0;
     if ((r = tlens__area_reserve(ctx, batch, pos, err))) return r;
     if ((r = tlens__mask_update(ctx, opt->attention_mask, batch, pos, err))) return r;
     tlens__positions(ctx);
@@ -5938,7 +5953,8 @@ TLENS_DEF tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens, int b
     }
     if (ctx->kv_on) ctx->kv_len += pos;
     ctx->resid_tensor = tlens__tensor(ctx->resid, 3, batch, pos, ctx->m->cfg.d_model, 0);
-    if (last == L) ctx->logits_tensor = tlens__tensor(ctx->logits, 3, batch, pos, ctx->m->cfg.d_vocab, 0);
+    if (last == L)
+        ctx->logits_tensor = tlens__tensor(ctx->logits, 3, batch, ctx->last_logits_only ? 1 : pos, ctx->m->cfg.d_vocab, 0);
     tlens__ok(err);
     return TLENS_OK;
 }
@@ -6370,6 +6386,7 @@ TLENS_DEF tlens_result tlens_generate(tlens_ctx *ctx, const int32_t *prompt, int
     total = n_prompt;
     memset(&ro, 0, sizeof ro);
     ro.use_kv_cache = !opt->no_kv_cache;
+    ro.last_logits_only = 1;
     tlens_kv_reset(ctx);
     if ((r = tlens_run_ex(ctx, (const int32_t *)seq, 1, total, &ro, err))) goto done;
     while (n < max_new) {

@@ -12,8 +12,11 @@
  *                                  no hook registered against the same pass
  *                                  built with TLENS_NO_HOOKS
  *   cache_all_overhead_pct T=1024  caching every default hook point
- *   weights_mb, peak_rss_mb        resident memory of a T=1024 prefill
- *                                  (measured in a child process)
+ *   weights_mb                     the model as a .tlens file
+ *   peak_rss_mb                    peak resident memory of loading that file
+ *                                  and a T=1024 prefill (a fresh process);
+ *   peak_rss_mb_last_logits        the same keeping only the last position's
+ *                                  logits (tlens_run_options.last_logits_only)
  *
  * When python3 with torch is installed, bench/bench_torch.py runs the same
  * model in PyTorch (2 threads, OMP_WAIT_POLICY=PASSIVE) in the same run and
@@ -27,10 +30,10 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/wait.h>
 
-double bench_nohooks_prefill_ms(const tlens_config *cfg, int T, int reps);
+void *bench_nohooks_new(const tlens_config *cfg);
+double bench_nohooks_run_ms(void *state, const int32_t *tok, int T);
+void bench_nohooks_free(void *state);
 
 static tlens_config gpt2_small(void) {
     tlens_config c;
@@ -98,29 +101,49 @@ static double vm_hwm_mb(void) {
     return kb / 1024.0;
 }
 
-/* Peak resident memory of loading and running a T=1024 prefill, measured
- * in a child so that nothing else this program did counts. */
-static void peak_rss(void) {
-    pid_t pid;
-    fflush(stdout);
-    pid = fork();
-    if (pid == 0) {
-        tlens_model *m = make_model(TLENS_F32);
-        tlens_ctx *ctx;
-        int32_t *tok = bench_tokens(1024, 50257);
-        size_t weights = 0;
-        int i;
-        for (i = 0; i < m->cfg.n_layers; i++) weights += 0; /* counted below */
-        weights = (size_t)(4u * 768u * 768u + 2u * 768u * 3072u) * 12u * 4u + (size_t)50257u * 768u * 4u +
-                  1024u * 768u * 4u;
-        tlens_ctx_new(&ctx, m, NULL);
-        tlens_run(ctx, tok, 1, 1024, NULL);
-        printf("weights_mb %.1f\n", (double)weights / (1024.0 * 1024.0));
-        printf("peak_rss_mb %.1f\n", vm_hwm_mb());
-        fflush(stdout);
-        _exit(0);
+/* Peak resident memory of loading a .tlens file and running a T=1024
+ * prefill, in a fresh process (this program run with --peak-rss FILE), so
+ * that nothing else this run did counts. `last_only` keeps only the last
+ * position's logits (the prefill before generating). */
+static int peak_rss_child(const char *path, int last_only) {
+    tlens_model *m;
+    tlens_ctx *ctx;
+    tlens_error err;
+    tlens_run_options ro;
+    int32_t *tok = bench_tokens(1024, 50257);
+    memset(&ro, 0, sizeof ro);
+    ro.last_logits_only = last_only;
+    if (tlens_load(&m, path, NULL, &err) != TLENS_OK) {
+        fprintf(stderr, "bench: %s\n", err.message);
+        return 1;
     }
-    waitpid(pid, NULL, 0);
+    tlens_ctx_new(&ctx, m, NULL);
+    tlens_run_ex(ctx, tok, 1, 1024, &ro, NULL);
+    printf("%s %.1f\n", last_only ? "peak_rss_mb_last_logits" : "peak_rss_mb", vm_hwm_mb());
+    return 0;
+}
+
+static void peak_rss(tlens_model *m) {
+    const char *path = "build/bench-gpt2-small.tlens";
+    FILE *f;
+    char cmd[256], line[256];
+    int last;
+    if (tlens_save(m, path, NULL) != TLENS_OK) return;
+    f = fopen(path, "rb");
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        printf("weights_mb %.1f\n", (double)ftell(f) / (1024.0 * 1024.0));
+        fclose(f);
+    }
+    for (last = 0; last < 2; last++) {
+        FILE *p;
+        snprintf(cmd, sizeof cmd, "./build/bench --peak-rss %s %d", path, last);
+        fflush(stdout);
+        p = popen(cmd, "r");
+        while (p && fgets(line, sizeof line, p)) fputs(line, stdout);
+        if (p) pclose(p);
+    }
+    remove(path);
 }
 
 typedef struct torch_figures { double prefill[3], decode; int ok; } torch_figures;
@@ -129,12 +152,21 @@ static torch_figures run_torch(void) {
     torch_figures t;
     FILE *p;
     char line[256];
+    static const char *const pythons[] = {"python3", "/usr/bin/python3"};
+    const char *py = NULL;
+    char cmd[256];
+    size_t k;
     memset(&t, 0, sizeof t);
-    if (system("python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+    for (k = 0; k < 2 && !py; k++) {
+        snprintf(cmd, sizeof cmd, "%s -c 'import torch' >/dev/null 2>&1", pythons[k]);
+        if (system(cmd) == 0) py = pythons[k];
+    }
+    if (!py) {
         printf("# python3 with torch not found: no PyTorch baseline\n");
         return t;
     }
-    p = popen("OMP_WAIT_POLICY=PASSIVE python3 bench/bench_torch.py", "r");
+    snprintf(cmd, sizeof cmd, "OMP_WAIT_POLICY=PASSIVE %s bench/bench_torch.py", py);
+    p = popen(cmd, "r");
     while (p && fgets(line, sizeof line, p)) {
         int T;
         double v;
@@ -146,15 +178,41 @@ static torch_figures run_torch(void) {
     return t;
 }
 
+/* The idle hook system's cost: the same T-token pass with hooks compiled
+ * in (none registered) and compiled out, alternating run by run so that
+ * both see the same machine; medians. */
+static void hook_overhead(tlens_ctx *ctx, const tlens_config *cfg, const int32_t *tok, int T) {
+    double with[15], without[15], a, b;
+    void *nh = bench_nohooks_new(cfg);
+    int i;
+    tlens_run(ctx, tok, 1, T, NULL);
+    bench_nohooks_run_ms(nh, tok, T);
+    for (i = 0; i < 15; i++) {
+        double t0 = bench_now_ms();
+        tlens_run(ctx, tok, 1, T, NULL);
+        with[i] = bench_now_ms() - t0;
+        without[i] = bench_nohooks_run_ms(nh, tok, T);
+    }
+    bench_nohooks_free(nh);
+    a = bench_median(with, 15);
+    b = bench_median(without, 15);
+    printf("hooks_compiled_out_ms T=%d %.2f\n", T, b);
+    printf("hooks_idle_ms T=%d %.2f\n", T, a);
+    printf("hooks_idle_overhead_pct %.2f\n", 100.0 * (a / b - 1.0));
+}
+
 int main(int argc, char **argv) {
     static const int Ts[3] = {16, 128, 1024}, reps[3] = {7, 5, 3};
     tlens_config cfg = gpt2_small();
-    tlens_model *m = make_model(TLENS_F32), *m16;
+    tlens_model *m, *m16;
     tlens_ctx *ctx;
-    double prefill[3], decode, decode16, plain128, nohooks128, plain1024, cached1024;
+    double prefill[3], decode, decode16, plain1024, cached1024;
     int i, quick = argc > 1 && !strcmp(argv[1], "--quick");
     torch_figures torch;
-    int32_t *tok = bench_tokens(1024, cfg.d_vocab);
+    int32_t *tok;
+    if (argc > 3 && !strcmp(argv[1], "--peak-rss")) return peak_rss_child(argv[2], atoi(argv[3]));
+    tok = bench_tokens(1024, cfg.d_vocab);
+    m = make_model(TLENS_F32);
     if (!m) return 1;
     tlens_ctx_new(&ctx, m, NULL);
     for (i = 0; i < (quick ? 2 : 3); i++) {
@@ -168,11 +226,7 @@ int main(int argc, char **argv) {
     decode16 = decode_tok_s(m16, 32);
     printf("decode_tok_s_f16 %.2f\n", decode16);
     tlens_free(m16);
-    plain128 = bench_median_ms(ctx, tok, 128, 7);
-    nohooks128 = bench_nohooks_prefill_ms(&cfg, 128, 7);
-    printf("hooks_compiled_out_ms T=128 %.2f\n", nohooks128);
-    printf("hooks_idle_ms T=128 %.2f\n", plain128);
-    printf("hooks_idle_overhead_pct %.2f\n", 100.0 * (plain128 / nohooks128 - 1.0));
+    hook_overhead(ctx, &cfg, tok, 128);
     if (!quick) {
         plain1024 = prefill[2];
         tlens_cache_select(ctx, "*");
@@ -182,8 +236,8 @@ int main(int argc, char **argv) {
         printf("cache_all_overhead_pct %.2f\n", 100.0 * (cached1024 / plain1024 - 1.0));
     }
     tlens_ctx_free(ctx);
+    peak_rss(m);
     tlens_free(m);
-    peak_rss();
     if (!quick) {
         torch = run_torch();
         if (torch.ok) {

@@ -5,24 +5,24 @@
 #include <stdlib.h>
 #include <time.h>
 
-static double bench_now_ms(void) {
+static inline double bench_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static int bench_cmp_double(const void *a, const void *b) {
+static inline int bench_cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-static double bench_median(double *v, int n) {
+static inline double bench_median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* Deterministic token ids. */
-static int32_t *bench_tokens(int n, int vocab) {
+static inline int32_t *bench_tokens(int n, int vocab) {
     int32_t *t = (int32_t *)malloc((size_t)n * sizeof *t);
     uint32_t x = 12345u;
     int i;
@@ -34,7 +34,7 @@ static int32_t *bench_tokens(int n, int vocab) {
 }
 
 /* Median time of a full forward pass of T tokens (after one warm-up run). */
-static double bench_median_ms(tlens_ctx *ctx, const int32_t *tok, int T, int reps) {
+static inline double bench_median_ms(tlens_ctx *ctx, const int32_t *tok, int T, int reps) {
     double times[32];
     int i;
     tlens_run(ctx, tok, 1, T, NULL);

@@ -86,6 +86,32 @@ static void test_left_padding_matches_single_runs(void) {
     free(tok);
 }
 
+/* last_logits_only gives each sequence's last row of the full logits. */
+static void test_last_logits_only(void) {
+    tlens_model *m = run_load_mid(0);
+    tlens_ctx *ctx;
+    tlens_error err;
+    tlens_run_options ro;
+    int32_t tok[2 * 7] = {1, 2, 3, 4, 5, 6, 7, 9, 8, 7, 6, 5, 4, 3};
+    float *full;
+    size_t V, b, i;
+    TT_REQUIRE(m != NULL);
+    V = (size_t)m->cfg.d_vocab;
+    tlens_ctx_new(&ctx, m, &err);
+    TT_REQUIRE(tlens_run(ctx, tok, 2, 7, &err) == TLENS_OK);
+    full = (float *)malloc(2 * 7 * V * sizeof(float));
+    memcpy(full, tlens_logits(ctx)->data, 2 * 7 * V * sizeof(float));
+    memset(&ro, 0, sizeof ro);
+    ro.last_logits_only = 1;
+    TT_REQUIRE(tlens_run_ex(ctx, tok, 2, 7, &ro, &err) == TLENS_OK);
+    TT_CHECK_INT(tlens_logits(ctx)->shape[1], 1);
+    for (b = 0; b < 2; b++)
+        for (i = 0; i < V; i++) TT_CHECK_CLOSE(tlens_logits(ctx)->data[b * V + i], full[(b * 7 + 6) * V + i], 0, 0);
+    free(full);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
 typedef struct run_order { char log[64]; int n; } run_order;
 
 static int run_hook_mark(const char *name, int layer, tlens_tensor *t, void *user) {
@@ -262,6 +288,7 @@ static void test_glob(void) {
 void tests_run(void) {
     TT_RUN(test_kv_cache_matches_full_run);
     TT_RUN(test_left_padding_matches_single_runs);
+    TT_RUN(test_last_logits_only);
     TT_RUN(test_hooks_order_remove_stop);
     TT_RUN(test_zero_head_z_removes_its_output);
     TT_RUN(test_q_input_edit_flows_per_head);
