@@ -60,3 +60,6 @@ bench-tokenizer: $(BUILD)/bench_tokenizer
 
 clean:
 	rm -rf $(BUILD)
+
+# More targets (portability, sanitizers, fuzzing) live in mk/*.mk.
+-include $(wildcard mk/*.mk)
