@@ -6783,11 +6783,13 @@ TLENS_DEF tlens_result tlens_detect_heads(tlens_ctx *ctx, const int32_t *tokens,
 /* ------------------------------------------------------------------------
  * 3.14 Random models, for tests and benchmarks of real shapes
  * ---------------------------------------------------------------------- */
-static float tlens__rng_normal(uint64_t *state) {
-    /* Box-Muller; one of the pair is enough here */
-    double u1 = tlens__rng_uniform(state), u2 = tlens__rng_uniform(state);
+/* Two standard normal samples (Box-Muller). */
+static void tlens__rng_normal2(uint64_t *state, float *a, float *b) {
+    double u1 = tlens__rng_uniform(state), u2 = tlens__rng_uniform(state), r;
     if (u1 < 1e-300) u1 = 1e-300;
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+    r = sqrt(-2.0 * log(u1));
+    *a = (float)(r * cos(6.283185307179586 * u2));
+    *b = (float)(r * sin(6.283185307179586 * u2));
 }
 
 TLENS_DEF tlens_result tlens_init_random(tlens_model **out, const tlens_config *cfg, const tlens_load_options *opt,
@@ -6807,7 +6809,16 @@ TLENS_DEF tlens_result tlens_init_random(tlens_model **out, const tlens_config *
     if ((r = tlens__state_alloc(&s, &c, &opt->allocator, err))) return r;
     /* everything N(0, 0.02), then LayerNorm weights near 1 */
     n = (size_t)(s.blocks[c.n_layers - 1].b_out + c.d_model - s.buf);
-    for (i = 0; i < n; i++) s.buf[i] = 0.02f * tlens__rng_normal(&seed);
+    for (i = 0; i + 1 < n; i += 2) {
+        tlens__rng_normal2(&seed, &s.buf[i], &s.buf[i + 1]);
+        s.buf[i] *= 0.02f;
+        s.buf[i + 1] *= 0.02f;
+    }
+    if (i < n) {
+        float spare;
+        tlens__rng_normal2(&seed, &s.buf[i], &spare);
+        s.buf[i] *= 0.02f;
+    }
     for (i = 0; i < (size_t)c.d_model; i++) {
         int l;
         s.lnf_w[i] += 1.0f;

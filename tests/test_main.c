@@ -10,6 +10,7 @@
 #include "test_reference.c"
 #include "test_run.c"
 #include "test_toolkit.c"
+#include "test_family.c"
 #include "test_loader.c"
 #include "test_tokenizer.c"
 #include "test_examples.c"
@@ -20,6 +21,7 @@ int main(int argc, char **argv) {
     tests_reference();
     tests_run();
     tests_toolkit();
+    tests_family();
     tests_loader();
     tests_tokenizer();
     tests_examples();

@@ -86,6 +86,45 @@ static void test_generate_greedy_cache_equals_recompute(void) {
     tlens_free(m);
 }
 
+typedef struct tk_positions { const tlens_model *m; int step, bad, seen; } tk_positions;
+
+/* During cached generation hook_pos_embed must hold W_pos at the true
+ * position: the prompt's positions first, then one more per step. */
+static int tk_check_pos(const char *name, int layer, tlens_tensor *t, void *user) {
+    tk_positions *p = (tk_positions *)user;
+    int D = t->shape[2], T = t->shape[1], i, d;
+    (void)name; (void)layer;
+    for (i = 0; i < T; i++) {
+        int pos = p->step == 0 ? i : 4 + p->step;
+        for (d = 0; d < D; d++) p->bad += t->data[i * D + d] != p->m->W_pos[pos * D + d];
+    }
+    p->seen += T;
+    p->step++;
+    return 0;
+}
+
+static void test_generate_hooks_see_true_positions(void) {
+    tlens_model *m = tk_load("mid", 1);
+    tlens_ctx *ctx;
+    tlens_error err;
+    tlens_generate_options go;
+    tk_positions p;
+    int32_t prompt[5] = {5, 6, 7, 8, 9}, out[6];
+    int n;
+    TT_REQUIRE(m != NULL);
+    tlens_ctx_new(&ctx, m, &err);
+    memset(&p, 0, sizeof p);
+    p.m = m;
+    tlens_add_hook(ctx, "hook_pos_embed", tk_check_pos, &p);
+    memset(&go, 0, sizeof go);
+    go.max_new_tokens = 6;
+    TT_REQUIRE(tlens_generate(ctx, prompt, 5, &go, out, 6, &n, &err) == TLENS_OK);
+    TT_CHECK_INT(p.bad, 0);
+    TT_CHECK_INT(p.seen, 5 + 5); /* the prompt, then one position per new token but the last */
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
 /* Sampling: the same seed gives the same tokens; top_k 1 is greedy. */
 static void test_generate_sampling(void) {
     tlens_model *m = tk_load("mid", 0);
@@ -336,6 +375,7 @@ void tests_toolkit(void) {
     TT_RUN(test_loss_matches_reference_logits);
     TT_RUN(test_generate_greedy_cache_equals_recompute);
     TT_RUN(test_generate_sampling);
+    TT_RUN(test_generate_hooks_see_true_positions);
     TT_RUN(test_mean_ablation);
     TT_RUN(test_patching);
     TT_RUN(test_residual_stream_identities);
