@@ -441,6 +441,24 @@ TLENS_API int tlens_add_hook_filter(tlens_ctx *ctx, tlens_filter_fn filter,
 TLENS_API void tlens_remove_hook(tlens_ctx *ctx, int handle);
 TLENS_API void tlens_reset_hooks(tlens_ctx *ctx);
 
+/* TransformerLens' run_with_hooks: add these hooks, run, and remove them
+ * again (whatever the run's result), leaving the context's own hooks. */
+typedef struct tlens_hook_spec {
+    const char *pattern;    /* exact name or glob */
+    tlens_hook_fn fn;
+    void *user;
+} tlens_hook_spec;
+TLENS_API tlens_result tlens_run_with_hooks(tlens_ctx *ctx, const int32_t *tokens,
+                                            int batch, int pos,
+                                            const tlens_hook_spec *hooks,
+                                            int n_hooks, tlens_error *err);
+
+/* TransformerLens' run_with_cache(names_filter=glob): replace the cache
+ * selection by `glob` (NULL: every point) and run. */
+TLENS_API tlens_result tlens_run_with_cache(tlens_ctx *ctx, const int32_t *tokens,
+                                            int batch, int pos, const char *glob,
+                                            tlens_error *err);
+
 /* The activation cache. Select the points to keep before a run (a glob or
  * a filter; selections add up); tlens_cache_clear drops the selection. */
 TLENS_API tlens_result tlens_cache_select(tlens_ctx *ctx, const char *glob);
@@ -6080,6 +6098,32 @@ TLENS_DEF void tlens_cache_clear(tlens_ctx *ctx) {
     for (i = 0; i < ctx->n_sel; i++) tlens__free(ctx->alloc, ctx->sel[i].pattern);
     ctx->n_sel = 0;
     ctx->dirty = 1;
+}
+
+TLENS_DEF tlens_result tlens_run_with_hooks(tlens_ctx *ctx, const int32_t *tokens, int batch, int pos,
+                                            const tlens_hook_spec *hooks, int n_hooks, tlens_error *err) {
+    int i, added = 0;
+    tlens_result r = TLENS_OK;
+    for (i = 0; i < n_hooks; i++) {
+        int handle = tlens_add_hook(ctx, hooks[i].pattern, hooks[i].fn, hooks[i].user);
+        if (!handle) {
+            r = tlens__fail(err, TLENS_ERR_ARG, "cannot add hook %d (%s)", i, hooks[i].pattern ? hooks[i].pattern : "NULL");
+            break;
+        }
+        added++;
+    }
+    if (!r) r = tlens_run(ctx, tokens, batch, pos, err);
+    /* the hooks just added are the last `added` ones */
+    while (added-- > 0) tlens_remove_hook(ctx, ctx->hooks[ctx->n_hooks - 1].handle);
+    return r;
+}
+
+TLENS_DEF tlens_result tlens_run_with_cache(tlens_ctx *ctx, const int32_t *tokens, int batch, int pos,
+                                            const char *glob, tlens_error *err) {
+    tlens_result r;
+    tlens_cache_clear(ctx);
+    if ((r = tlens__select_push(ctx, glob ? glob : "*", NULL, NULL, err))) return r;
+    return tlens_run(ctx, tokens, batch, pos, err);
 }
 
 TLENS_DEF const tlens_tensor *tlens_cache_get(const tlens_ctx *ctx, const char *name) {

@@ -178,6 +178,39 @@ static void test_hooks_order_remove_stop(void) {
     tlens_free(m);
 }
 
+/* run_with_hooks adds its hooks for one run only; run_with_cache replaces
+ * the selection. */
+static void test_run_with_hooks_and_cache(void) {
+    tlens_model *m = run_load_mid(0);
+    tlens_ctx *ctx;
+    tlens_error err;
+    run_order o;
+    tlens_hook_spec spec[2];
+    int32_t tok[3] = {1, 2, 3};
+    TT_REQUIRE(m != NULL);
+    tlens_ctx_new(&ctx, m, &err);
+    memset(&o, 0, sizeof o);
+    tlens_add_hook(ctx, "blocks.0.hook_resid_post", run_hook_mark, &o);
+    spec[0].pattern = "blocks.0.hook_resid_post";
+    spec[0].fn = run_hook_mark_b;
+    spec[0].user = &o;
+    spec[1].pattern = "hook_embed";
+    spec[1].fn = run_hook_mark_b;
+    spec[1].user = &o;
+    TT_REQUIRE(tlens_run_with_hooks(ctx, tok, 1, 3, spec, 2, &err) == TLENS_OK);
+    TT_CHECK_STR(o.log, "bab"); /* embed, then resid_post: the context's hook first */
+    memset(&o, 0, sizeof o);
+    TT_REQUIRE(tlens_run(ctx, tok, 1, 3, &err) == TLENS_OK);
+    TT_CHECK_STR(o.log, "a");
+    tlens_cache_select(ctx, "hook_embed");
+    TT_REQUIRE(tlens_run_with_cache(ctx, tok, 1, 3, "blocks.1.*", &err) == TLENS_OK);
+    TT_CHECK(tlens_cache_get(ctx, "hook_embed") == NULL);
+    TT_CHECK(tlens_cache_act(ctx, "pattern", 1, NULL) != NULL);
+    TT_CHECK(tlens_cache_act(ctx, "pattern", 2, NULL) == NULL);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
 /* Zeroing head 0's z removes exactly z_0 @ W_O[head 0 rows] from attn_out,
  * computed here by hand from the cached z and the weights. */
 static void test_zero_head_z_removes_its_output(void) {
@@ -291,6 +324,7 @@ void tests_run(void) {
     TT_RUN(test_last_logits_only);
     TT_RUN(test_hooks_order_remove_stop);
     TT_RUN(test_zero_head_z_removes_its_output);
+    TT_RUN(test_run_with_hooks_and_cache);
     TT_RUN(test_q_input_edit_flows_per_head);
     TT_RUN(test_act_names);
     TT_RUN(test_glob);
