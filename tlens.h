@@ -16,21 +16,24 @@
  *     #include "tlens.h"
  *     #include <stdio.h>
  *
- *     int main(void) {
+ *     int main(int argc, char **argv) {
  *         tlens_error err;
  *         tlens_model *model;
  *         tlens_ctx *ctx;
- *         int32_t tokens[4] = {50256, 464, 3290, 318};
- *         if (tlens_load(&model, "gpt2", NULL, &err) != TLENS_OK) {
+ *         const tlens_tensor *r;
+ *         int32_t tokens[4] = {50256, 464, 3797, 318};        // BOS and three ids
+ *         if (tlens_load(&model, argc > 1 ? argv[1] : "gpt2", NULL, &err) ||
+ *             tlens_ctx_new(&ctx, model, &err)) {             // HF folder or .tlens
  *             fprintf(stderr, "%s\n", err.message);
  *             return 1;
  *         }
- *         tlens_ctx_new(&ctx, model, &err);
- *         tlens_cache_select(ctx, "blocks.*.hook_resid_post");   // what to keep
- *         tlens_run(ctx, tokens, 1, 4, &err);                    // (batch, pos)
- *         const tlens_tensor *r = tlens_cache_get(ctx, "blocks.0.hook_resid_post");
- *         printf("%d x %d x %d, first value %f\n", r->shape[0], r->shape[1],
- *                r->shape[2], r->data[0]);
+ *         tlens_cache_select(ctx, "blocks.*.hook_resid_post");  // names_filter
+ *         if (tlens_run(ctx, tokens, 1, 4, &err)) {           // tokens [batch, pos]
+ *             fprintf(stderr, "%s\n", err.message);
+ *             return 1;
+ *         }
+ *         r = tlens_cache_act(ctx, "resid_post", 0, NULL);    // cache["resid_post", 0]
+ *         printf("[%d, %d, %d] %f\n", r->shape[0], r->shape[1], r->shape[2], r->data[0]);
  *         tlens_ctx_free(ctx);
  *         tlens_free(model);
  *         return 0;
