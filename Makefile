@@ -7,7 +7,7 @@ WARN    := -std=c99 -Wall -Wextra -Wpedantic
 LDLIBS  := -lm
 BUILD   := build
 
-.PHONY: all test clean bench bench-tokenizer examples
+.PHONY: all test clean bench bench-tokenizer bench-matmul bench-matmul-openblas examples
 
 all: $(BUILD)/tlens $(BUILD)/tlens-convert examples
 
@@ -49,6 +49,19 @@ $(BUILD)/bench: bench/bench.c bench/bench_nohooks.c bench/bench_timer.h tlens.h 
 
 bench: $(BUILD)/bench
 	./$(BUILD)/bench
+
+$(BUILD)/bench_matmul: bench/bench_matmul.c tlens.h | $(BUILD)
+	$(CC) $(WARN) $(CFLAGS) -I. -o $@ bench/bench_matmul.c $(LDLIBS)
+
+# GFLOP/s of the kernels on GPT-2 small's shapes; decode: one token's matrices
+bench-matmul: $(BUILD)/bench_matmul
+	./$(BUILD)/bench_matmul
+	./$(BUILD)/bench_matmul decode
+
+# the same against OpenBLAS sgemm (needs Debian's libopenblas-dev; only a yardstick)
+bench-matmul-openblas: bench/bench_matmul.c tlens.h | $(BUILD)
+	$(CC) $(WARN) $(CFLAGS) -DTLENS_BENCH_OPENBLAS -I. -o $(BUILD)/bench_matmul_openblas bench/bench_matmul.c -lopenblas $(LDLIBS)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./$(BUILD)/bench_matmul_openblas
 
 $(BUILD)/bench_tokenizer: bench/bench_tokenizer.c tlens.h | $(BUILD)
 	$(CC) $(WARN) -D_POSIX_C_SOURCE=200809L $(CFLAGS) -I. -o $@ bench/bench_tokenizer.c $(LDLIBS)

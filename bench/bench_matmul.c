@@ -19,15 +19,11 @@
  *   openblas_gflops M=<M> K=<K> N=<N> <GFLOP/s>
  *   ratio M=<M> K=<K> N=<N> <tlens / openblas>
  * OpenBLAS is only the yardstick here; tlens never depends on it.
- * Until the kernels are spliced into tlens.h, add -DTLENS_MM_WIP to take
- * them from wip/mm_impl.h. */
+ * `make bench-matmul` runs it; `make bench-matmul-openblas` with OpenBLAS
+ * (Debian's libopenblas-dev). */
 #define _POSIX_C_SOURCE 199309L
-#ifdef TLENS_MM_WIP
-#include "../wip/mm_wip.h"
-#else
 #define TLENS_IMPLEMENTATION
 #include "../tlens.h"
-#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
