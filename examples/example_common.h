@@ -154,28 +154,38 @@ static inline void ex_check_ids(const tlens_model *model, const int32_t *ids, in
 }
 
 /* ======================================================================
- * TEXT <-> TOKENS: the only two functions that know tokens are bare ids.
- *
- * To give the examples text prompts once tlens.h has its tokenizer:
- *   - ex_text_to_tokens: encode `text` with the model's tokenizer
- *     (tlens_encode), prepending <|endoftext|> (50256) as TransformerLens'
- *     to_tokens does by default;
- *   - ex_token_label: write the token's bytes (tlens_token_bytes) instead of
- *     its id. The SVG/HTML writers already escape any bytes, invalid UTF-8
- *     included, so nothing else changes.
+ * TEXT <-> TOKENS, with the tokenizer that came with the model (its
+ * folder's vocab.json + merges.txt, or the one in its .tlens file). Models
+ * without one (the test checkpoints) take and show bare ids.
  * ====================================================================== */
+
+/* As TransformerLens' to_tokens: <|endoftext|> first, then the text. */
 static inline int32_t *ex_text_to_tokens(const tlens_model *model, const char *text, int *n) {
-    (void)model;
-    (void)text;
-    *n = 0;
-    ex_die("text prompts need the tokenizer, which these examples do not use yet; give token ids with --tokens");
-    return NULL;
+    const tlens_tokenizer *tok = tlens_model_tokenizer(model);
+    size_t len = strlen(text), count = 0;
+    int32_t *ids;
+    tlens_error err;
+    if (!tok) ex_die("this model has no tokenizer; give token ids with --tokens");
+    ids = (int32_t *)ex_malloc((len + 2) * sizeof *ids);
+    ex_check(tlens_encode(tok, text, len, 1, ids, len + 2, &count, &err), &err);
+    *n = (int)count;
+    return ids;
 }
 
-/* How a token is shown to a reader: its id, for now. */
+/* How a token is shown to a reader: its text when the model has a
+ * tokenizer (bytes as they are; the SVG/HTML writers escape them), else
+ * its id. */
 static inline void ex_token_label(const tlens_model *model, int32_t token, char *out, size_t cap) {
-    (void)model;
-    snprintf(out, cap, "%d", (int)token);
+    const tlens_tokenizer *tok = tlens_model_tokenizer(model);
+    size_t len = 0;
+    const char *bytes = tok ? tlens_token_bytes(tok, token, &len) : NULL;
+    if (!bytes) {
+        snprintf(out, cap, "%d", (int)token);
+        return;
+    }
+    if (len >= cap) len = cap - 1;
+    memcpy(out, bytes, len);
+    out[len] = 0;
 }
 /* ====================================================================== */
 

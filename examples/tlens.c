@@ -225,7 +225,23 @@ static int write_npy(const char *dir, const char *name, const tlens_tensor *t) {
     return 0;
 }
 
-static void print_top(const tlens_tensor *logits, int top) {
+/* The token's text as a quoted C-like string (escapes for control bytes). */
+static void print_token_quoted(const tlens_tokenizer *tok, int32_t id) {
+    size_t len, i;
+    const char *b = tok ? tlens_token_bytes(tok, id, &len) : NULL;
+    if (!b) return;
+    printf("  \"");
+    for (i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)b[i];
+        if (ch == '"' || ch == '\\') printf("\\%c", ch);
+        else if (ch == '\n') printf("\\n");
+        else if (ch < 0x20) printf("\\x%02x", ch);
+        else putchar(ch);
+    }
+    printf("\"");
+}
+
+static void print_top(const tlens_tensor *logits, int top, const tlens_tokenizer *tok) {
     int V = logits->shape[2], b, i, k;
     for (b = 0; b < logits->shape[0]; b++) {
         const float *row = logits->data + ((size_t)b * (size_t)logits->shape[1] + (size_t)logits->shape[1] - 1) * (size_t)V;
@@ -239,7 +255,9 @@ static void print_top(const tlens_tensor *logits, int top) {
             for (i = 0; i < V; i++)
                 if (!taken[i] && (best < 0 || row[i] > row[best])) best = i;
             taken[best] = 1;
-            printf("%2d  %6d  %.6f  logit %.4f\n", k + 1, best, exp(row[best] - mx) / sum, row[best]);
+            printf("%2d  %6d  %.6f  logit %.4f", k + 1, best, exp(row[best] - mx) / sum, row[best]);
+            print_token_quoted(tok, best);
+            printf("\n");
         }
         free(taken);
     }
@@ -321,7 +339,7 @@ static int cmd_run(int argc, char **argv) {
         }
         if (!status) {
             printf("logits [%d, %d, %d]\n", logits->shape[0], logits->shape[1], logits->shape[2]);
-            if (c.top > 0) print_top(logits, c.top);
+            if (c.top > 0) print_top(logits, c.top, tlens_model_tokenizer(model));
             if (c.loss) print_loss(ctx, ids, rows, cols);
         }
     }

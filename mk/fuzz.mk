@@ -1,0 +1,44 @@
+# Fuzzing with libFuzzer (clang): harnesses in fuzz/, seeds in fuzz/corpus/.
+#
+#   make fuzz-build                  build every harness into build/fuzz/
+#   make fuzz [FUZZ_SECONDS=60]      run each harness that long, one after the
+#             [FUZZ_TARGETS="npy"]   other; print executions, exec/s and
+#                                    coverage per harness (non-zero exit when
+#                                    one crashed; reproducers in
+#                                    build/fuzz/artifacts/<harness>/)
+#   make fuzz-corpus                 regenerate the seed corpus in fuzz/corpus/
+#
+# New inputs go to build/fuzz/corpus/<harness>/ (the seeds stay untouched).
+# FUZZ_TLENS is the folder whose tlens.h is fuzzed: point it at a patched
+# copy to keep fuzzing past a known bug.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_TLENS   ?= .
+FUZZ_DIR     := $(BUILD)/fuzz
+FUZZ_TARGETS ?= tokenizer vocab config safetensors hf_load tlens npy
+FUZZ_CFLAGS  := -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -g -O1 -fno-omit-frame-pointer \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+                -I$(FUZZ_TLENS) -Ifuzz -DFUZZ_TOKENIZER_DIR='"$(CURDIR)/tokenizer"'
+FUZZ_BINS    := $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_TARGETS))
+
+.PHONY: fuzz fuzz-build fuzz-corpus
+
+fuzz-build: $(FUZZ_BINS)
+
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(FUZZ_TLENS)/tlens.h
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< -lm
+
+fuzz: $(FUZZ_BINS)
+	@status=0; for t in $(FUZZ_TARGETS); do \
+	    sh fuzz/fuzz.sh run $(FUZZ_DIR) $$t $(FUZZ_SECONDS) || status=1; \
+	done; \
+	sh fuzz/fuzz.sh report $(FUZZ_DIR) $(FUZZ_TARGETS); exit $$status
+
+# The seed generator is an ordinary C program (no sanitizers needed).
+$(FUZZ_DIR)/make_corpus: fuzz/make_corpus.c tlens.h
+	@mkdir -p $(FUZZ_DIR)
+	$(CC) -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -O1 -I. -o $@ fuzz/make_corpus.c -lm
+
+fuzz-corpus: $(FUZZ_DIR)/make_corpus
+	./$(FUZZ_DIR)/make_corpus fuzz/corpus
