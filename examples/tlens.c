@@ -247,6 +247,7 @@ static void print_top(const tlens_tensor *logits, int top, const tlens_tokenizer
         const float *row = logits->data + ((size_t)b * (size_t)logits->shape[1] + (size_t)logits->shape[1] - 1) * (size_t)V;
         double mx = -INFINITY, sum = 0;
         char *taken = (char *)calloc((size_t)V, 1);
+        if (!taken) return;
         for (i = 0; i < V; i++) if (row[i] > mx) mx = row[i];
         for (i = 0; i < V; i++) sum += exp(row[i] - mx);
         if (logits->shape[0] > 1) printf("batch %d:\n", b);
@@ -254,6 +255,7 @@ static void print_top(const tlens_tensor *logits, int top, const tlens_tokenizer
             int best = -1;
             for (i = 0; i < V; i++)
                 if (!taken[i] && (best < 0 || row[i] > row[best])) best = i;
+            if (best < 0) break;
             taken[best] = 1;
             printf("%2d  %6d  %.6f  logit %.4f", k + 1, best, exp(row[best] - mx) / sum, row[best]);
             print_token_quoted(tok, best);
