@@ -297,6 +297,9 @@ typedef enum tlens_dtype {
  * tlens_load_options is valid when zero-initialised, and a NULL pointer
  * means all defaults: TransformerLens' from_pretrained processing (fold_ln,
  * center_writing_weights, center_unembed, fold_value_biases), float32.
+ * Memory: a Hugging Face folder is read into a float32 copy, processed,
+ * then packed for the kernels (about twice the model's size for a moment);
+ * a .tlens file is used as it is.
  * ---------------------------------------------------------------------- */
 typedef struct tlens_load_options {
     int raw;                        /* 1: from_pretrained_no_processing    */

@@ -26,6 +26,9 @@
 
 #define FUZZ_ALLOC_LIMIT ((size_t)256 << 20)
 
+/* Each harness uses some of the helpers. */
+#define FUZZ_FN static __attribute__((unused))
+
 #define FUZZ_CHECK(cond, ...)                                              \
     do {                                                                   \
         if (!(cond)) {                                                     \
@@ -42,24 +45,24 @@
     FUZZ_CHECK((err).code == (r) && (err).message[0] != '\0',              \
                "result %d but err.code %d, message \"%s\"", (int)(r), (int)(err).code, (err).message)
 
-static unsigned char *fuzz_copy(const uint8_t *data, size_t size) {
+FUZZ_FN unsigned char *fuzz_copy(const uint8_t *data, size_t size) {
     unsigned char *p = (unsigned char *)malloc(size ? size : 1);
     if (!p) abort();
     if (size) memcpy(p, data, size);
     return p;
 }
 
-static void *fuzz_limited_alloc(size_t size, void *user) {
+FUZZ_FN void *fuzz_limited_alloc(size_t size, void *user) {
     (void)user;
     return size > FUZZ_ALLOC_LIMIT ? NULL : malloc(size);
 }
 
-static void fuzz_limited_free(void *p, void *user) {
+FUZZ_FN void fuzz_limited_free(void *p, void *user) {
     (void)user;
     free(p);
 }
 
-static tlens_allocator fuzz_allocator(void) {
+FUZZ_FN tlens_allocator fuzz_allocator(void) {
     tlens_allocator a;
     a.alloc = fuzz_limited_alloc;
     a.free = fuzz_limited_free;
@@ -74,14 +77,14 @@ static int fuzz_n_files;
 
 /* Remove what fuzz_path handed out, newest first (files before the
  * directories that hold them; remove() takes both). */
-static void fuzz_cleanup(void) {
+FUZZ_FN void fuzz_cleanup(void) {
     int i;
     for (i = fuzz_n_files - 1; i >= 0; i--) remove(fuzz_files[i]);
     if (fuzz_dir[0]) rmdir(fuzz_dir);
 }
 
 /* The per-process directory (created on first use). */
-static const char *fuzz_tmpdir(void) {
+FUZZ_FN const char *fuzz_tmpdir(void) {
     if (!fuzz_dir[0]) {
         strcpy(fuzz_dir, "/tmp/tlens-fuzz-XXXXXX");
         if (!mkdtemp(fuzz_dir)) {
@@ -95,7 +98,7 @@ static const char *fuzz_tmpdir(void) {
 
 /* A path inside the directory, for a file or a sub-directory (which the
  * caller makes); removed at exit. */
-static const char *fuzz_path(const char *name) {
+FUZZ_FN const char *fuzz_path(const char *name) {
     char *p;
     if (fuzz_n_files == 8) abort();
     p = fuzz_files[fuzz_n_files++];
@@ -103,7 +106,7 @@ static const char *fuzz_path(const char *name) {
     return p;
 }
 
-static void fuzz_write_file(const char *path, const void *data, size_t size) {
+FUZZ_FN void fuzz_write_file(const char *path, const void *data, size_t size) {
     FILE *f = fopen(path, "wb");
     if (!f || (size && fwrite(data, 1, size, f) != size) || fclose(f) != 0) {
         perror(path);
