@@ -5692,25 +5692,49 @@ static void tlens__qkv_per_head(tlens_ctx *ctx, int l) {
     }
 }
 
+/* dst += src, n floats: the residual stream's additions. */
+static void tlens__add(float *dst, const float *src, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) dst[i] += src[i];
+}
+
+/* q, k and v straight from ln1's output. W_QKV's three thirds are column
+ * ranges of the packed matrix; when D is a whole number of panels each
+ * third is itself a packed (D, D) matrix, so no split copy is needed. */
+static void tlens__qkv(tlens_ctx *ctx, const tlens__block *w, int BT) {
+    int D = ctx->m->cfg.d_model, which, i;
+    float *out[3];
+    out[0] = ctx->q; out[1] = ctx->k; out[2] = ctx->v;
+    if (D % TLENS__PANEL == 0) {
+        for (which = 0; which < 3; which++) {
+            tlens__mat third = w->W_QKV;
+            third.N = D;
+            third.data = (const unsigned char *)w->W_QKV.data +
+                         (size_t)which * (size_t)D * (size_t)D * tlens__dtype_size(w->W_QKV.dtype);
+            tlens__matmul(out[which], ctx->ln_out, &third, w->b_QKV + (size_t)which * (size_t)D, BT);
+        }
+        return;
+    }
+    tlens__matmul(ctx->qkv, ctx->ln_out, &w->W_QKV, w->b_QKV, BT); /* (B*T, 3D), then split */
+    for (i = 0; i < BT; i++)
+        for (which = 0; which < 3; which++)
+            memcpy(out[which] + (size_t)i * (size_t)D, ctx->qkv + ((size_t)i * 3u + (size_t)which) * (size_t)D,
+                   (size_t)D * sizeof(float));
+}
+
 static int tlens__block_forward(tlens_ctx *ctx, int l) {
     const tlens_model *m = ctx->m;
     const tlens__block *w = &m->blocks[l];
     int B = ctx->B, T = ctx->T, BT = B * T, D = m->cfg.d_model, H = m->cfg.n_heads, M = m->cfg.d_mlp, r;
-    int p = tlens__block_point(ctx, l, 0), i;
+    int p = tlens__block_point(ctx, l, 0);
     const float *ln1_src = ctx->resid, *ln2_src;
     size_t n = (size_t)BT * (size_t)D;
     /* 2. resid_pre and the first LayerNorm */
     TLENS__HOOK(ctx, p + TLENS__HP_RESID_PRE, ctx->resid, 3, B, T, D, 0);
     if (ctx->optional_hooks && (r = tlens__head_inputs(ctx, l))) return r;
     if ((r = tlens__layernorm(ctx, ln1_src, w->ln1_w, w->ln1_b, p + TLENS__HP_LN1_SCALE))) return r;
-    /* q, k, v = ln1 @ W_QKV + b_QKV, (B*T, 3D) split into three (B, T, H, dh) */
-    tlens__matmul(ctx->qkv, ctx->ln_out, &w->W_QKV, w->b_QKV, BT);
-    for (i = 0; i < BT; i++) {
-        const float *row = ctx->qkv + (size_t)i * 3u * (size_t)D;
-        memcpy(ctx->q + (size_t)i * (size_t)D, row, (size_t)D * sizeof(float));
-        memcpy(ctx->k + (size_t)i * (size_t)D, row + D, (size_t)D * sizeof(float));
-        memcpy(ctx->v + (size_t)i * (size_t)D, row + 2 * D, (size_t)D * sizeof(float));
-    }
+    /* q, k, v = ln1 @ W_Q|W_K|W_V + b, each (B*T, D) = [batch, pos, head, d_head] */
+    tlens__qkv(ctx, w, BT);
     if (ctx->head_inputs_edited) tlens__qkv_per_head(ctx, l);
     TLENS__HOOK(ctx, p + TLENS__HP_Q, ctx->q, 4, B, T, H, m->cfg.d_head);
     TLENS__HOOK(ctx, p + TLENS__HP_K, ctx->k, 4, B, T, H, m->cfg.d_head);
@@ -5724,9 +5748,9 @@ static int tlens__block_forward(tlens_ctx *ctx, int l) {
         TLENS__HOOK(ctx, p + TLENS__HP_RESULT, ctx->result, 4, B, T, H, D);
     }
     /* attn_out = z @ W_O + b_O;  resid_mid = resid_pre + attn_out */
-    tlens__matmul(ctx->attn_out, ctx->z, &w->W_O, w->b_O, BT);
+    tlens__matmul(ctx->attn_out, ctx->z, &w->W_O, w->b_O, BT);                 /* (B*T, D) */
     TLENS__HOOK(ctx, p + TLENS__HP_ATTN_OUT, ctx->attn_out, 3, B, T, D, 0);
-    for (i = 0; i < (int)n; i++) ctx->resid[i] += ctx->attn_out[i];
+    tlens__add(ctx->resid, ctx->attn_out, n);
     TLENS__HOOK(ctx, p + TLENS__HP_RESID_MID, ctx->resid, 3, B, T, D, 0);
     /* 4. the MLP: post = gelu(ln2 @ W_in + b_in); mlp_out = post @ W_out + b_out */
     ln2_src = ctx->resid;
@@ -5736,14 +5760,14 @@ static int tlens__block_forward(tlens_ctx *ctx, int l) {
         ln2_src = ctx->ln_in;
     }
     if ((r = tlens__layernorm(ctx, ln2_src, w->ln2_w, w->ln2_b, p + TLENS__HP_LN2_SCALE))) return r;
-    tlens__matmul(ctx->mlp_pre, ctx->ln_out, &w->W_in, w->b_in, BT);
+    tlens__matmul(ctx->mlp_pre, ctx->ln_out, &w->W_in, w->b_in, BT);            /* (B*T, M) */
     TLENS__HOOK(ctx, p + TLENS__HP_MLP_PRE, ctx->mlp_pre, 3, B, T, M, 0);
-    tlens__activation(ctx->mlp_post, ctx->mlp_pre, (size_t)BT * (size_t)M, m->cfg.act_fn);
+    tlens__activation(ctx->mlp_post, ctx->mlp_pre, (size_t)BT * (size_t)M, m->cfg.act_fn); /* (B*T, M) */
     TLENS__HOOK(ctx, p + TLENS__HP_MLP_POST, ctx->mlp_post, 3, B, T, M, 0);
-    tlens__matmul(ctx->mlp_out, ctx->mlp_post, &w->W_out, w->b_out, BT);
+    tlens__matmul(ctx->mlp_out, ctx->mlp_post, &w->W_out, w->b_out, BT);       /* (B*T, D) */
     TLENS__HOOK(ctx, p + TLENS__HP_MLP_OUT, ctx->mlp_out, 3, B, T, D, 0);
     /* 5. resid_post = resid_mid + mlp_out */
-    for (i = 0; i < (int)n; i++) ctx->resid[i] += ctx->mlp_out[i];
+    tlens__add(ctx->resid, ctx->mlp_out, n);
     TLENS__HOOK(ctx, p + TLENS__HP_RESID_POST, ctx->resid, 3, B, T, D, 0);
     return 0;
 }

@@ -6,6 +6,9 @@
 #                                    coverage per harness (non-zero exit when
 #                                    one crashed; reproducers in
 #                                    build/fuzz/artifacts/<harness>/)
+#   make fuzz-regress                tests/test_regressions.c under ASan + UBSan
+#                                    (the crash regressions that a plain
+#                                    build cannot see)
 #   make fuzz-corpus                 regenerate the seed corpus in fuzz/corpus/
 #
 # New inputs go to build/fuzz/corpus/<harness>/ (the seeds stay untouched).
@@ -21,11 +24,16 @@ FUZZ_CFLAGS  := -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -g -O1 -fno-omi
                 -I$(FUZZ_TLENS) -Ifuzz -DFUZZ_TOKENIZER_DIR='"$(CURDIR)/tokenizer"'
 FUZZ_BINS    := $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_TARGETS))
 
-.PHONY: fuzz fuzz-build fuzz-corpus
+.PHONY: fuzz fuzz-build fuzz-corpus fuzz-regress fuzz-force
 
 fuzz-build: $(FUZZ_BINS)
 
-$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(FUZZ_TLENS)/tlens.h
+# Which tlens.h the binaries were built from: rewritten (and so newer than
+# them) only when FUZZ_TLENS changes, which then rebuilds them.
+$(FUZZ_DIR)/tlens-dir: fuzz-force
+	@mkdir -p $(FUZZ_DIR); echo '$(FUZZ_TLENS)' | cmp -s - $@ || echo '$(FUZZ_TLENS)' > $@
+
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz_util.h $(FUZZ_TLENS)/tlens.h $(FUZZ_DIR)/tlens-dir
 	@mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< -lm
 
@@ -42,3 +50,13 @@ $(FUZZ_DIR)/make_corpus: fuzz/make_corpus.c tlens.h
 
 fuzz-corpus: $(FUZZ_DIR)/make_corpus
 	./$(FUZZ_DIR)/make_corpus fuzz/corpus
+
+$(FUZZ_DIR)/regress: fuzz/regress_main.c tests/test_regressions.c tests/tlens_test.h $(FUZZ_TLENS)/tlens.h \
+                     $(FUZZ_DIR)/tlens-dir
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -g -O1 -fno-omit-frame-pointer \
+	    -fsanitize=address,undefined -fno-sanitize-recover=all -I$(FUZZ_TLENS) -o $@ fuzz/regress_main.c -lm
+
+fuzz-regress: $(FUZZ_DIR)/regress
+	@mkdir -p $(BUILD)/test-tmp
+	./$(FUZZ_DIR)/regress

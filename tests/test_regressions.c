@@ -1,0 +1,134 @@
+/* Crash regressions (tests_regressions): inputs the fuzzers in fuzz/ found
+ * to crash or misbehave, minimised, as ordinary tests. Each test names the
+ * harness that found it and the bug; the input bytes are embedded.
+ *
+ * Some of these bugs are reads past a heap block or signed overflow, which
+ * a plain build does not notice: those tests check the result the fixed
+ * code must give, and crash under AddressSanitizer / UBSan before the fix
+ * (`make fuzz-regress` runs this file in such a build).
+ *
+ * Needs the implementation in the same program (it calls the private JSON
+ * and config.json readers) and tlens_test.h; writes its files into
+ * build/test-tmp/. Everything is prefixed rg_. */
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+#define RG_TMP "build/test-tmp/"
+
+/* Write bytes to build/test-tmp/NAME; the path goes to out. */
+static int rg_write(char *out, size_t cap, const char *name, const void *data, size_t size) {
+    FILE *f;
+    snprintf(out, cap, RG_TMP "%s", name);
+    f = fopen(out, "wb");
+    if (!f) return 0;
+    if (size && fwrite(data, 1, size, f) != size) {
+        fclose(f);
+        return 0;
+    }
+    return fclose(f) == 0;
+}
+
+/* tlens_npy_load of these bytes must fail with `want` and a message,
+ * leaving no data. */
+static void rg_npy_expect(const char *name, const unsigned char *data, size_t size, tlens_result want) {
+    char path[256];
+    tlens_tensor t;
+    tlens_error err;
+    tlens_result r;
+    memset(&err, 0, sizeof err);
+    if (!rg_write(path, sizeof path, name, data, size)) {
+        tt_fail_line(__FILE__, __LINE__, "cannot write %s", path);
+        return;
+    }
+    r = tlens_npy_load(path, &t, &err);
+    if (r != want || err.code != want || !err.message[0] || t.data != NULL)
+        tt_fail_line(__FILE__, __LINE__, "%s: result %d (\"%s\"), expected %d", name, (int)r, err.message, (int)want);
+    if (r == TLENS_OK) tlens_tensor_free(&t);
+}
+
+/* fuzz_npy, heap-buffer-overflow: a version-2 header is 12 bytes (magic,
+ * version, a 4-byte length) but only 10 were required; for a 10-byte file
+ * the length's last byte is read past the buffer (read_file's block is
+ * size + 1), and for 10 or 11 bytes the header text starts past it, where
+ * strstr scans on. */
+static void test_regression_npy_v2_short_header(void) {
+    static const unsigned char v2_10[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 0x02, 0x00, 0x00, 0x00};
+    static const unsigned char v2_11[11] = {0x93, 'N', 'U', 'M', 'P', 'Y', 0x02, 0x00, 0x00, 0x00, 0x00};
+    /* the fuzzer's own find: version byte ' ' (0x20 >= 2 reads as 2) */
+    static const unsigned char found[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 0x20, 0x3f, 0x00, 0x00};
+    rg_npy_expect("regression-npy-v2-10.npy", v2_10, sizeof v2_10, TLENS_ERR_FORMAT);
+    rg_npy_expect("regression-npy-v2-11.npy", v2_11, sizeof v2_11, TLENS_ERR_FORMAT);
+    rg_npy_expect("regression-npy-fuzz.npy", found, sizeof found, TLENS_ERR_FORMAT);
+}
+
+/* fuzz_npy, heap-buffer-overflow: the type is read as descr[10..12] after
+ * "'descr': '" without checking that three bytes follow; a file that ends
+ * right after it reads two bytes past the buffer (a plain build then sees
+ * whatever follows the block and mostly reports TLENS_ERR_DTYPE: a cut
+ * header is TLENS_ERR_FORMAT). */
+static void test_regression_npy_descr_at_end(void) {
+    static const char text[] = "\x93NUMPY\x01\x00\x00\x00'shape': (1,), 'descr': '";
+    rg_npy_expect("regression-npy-descr-end.npy", (const unsigned char *)text, sizeof text - 1, TLENS_ERR_FORMAT);
+}
+
+/* fuzz_config and fuzz_safetensors, UBSan "negation of
+ * -9223372036854775808 cannot be represented in type 'long long'": the JSON
+ * number reader negates the magnitude as a long long, and 2^63 is not one.
+ * The value is a valid JSON integer that fits a long long, so the fixed
+ * reader gives LLONG_MIN as an integer; one below it and 2^63 are not
+ * integers. */
+static void test_regression_json_llong_min(void) {
+    static const char text[] =
+        "{\"a\": -9223372036854775808, \"b\": -9223372036854775809, \"c\": 9223372036854775808,"
+        " \"d\": 9223372036854775807, \"e\": -0}";
+    /* the fuzzer's input, minimised: the same number in a config.json */
+    static const char config[] = "{\"n_layer\": 1, \"n_embd\": 8, \"n_head\": 2, \"vocab_size\": 16,"
+                                 " \"n_positions\": -9223372036854775808}";
+    tlens__json j;
+    tlens_error err;
+    tlens_config c;
+    int a, b, cc, d, e;
+    TT_REQUIRE(tlens__json_parse(&j, text, sizeof text - 1, "regression.json", NULL, &err) == TLENS_OK);
+    a = tlens__json_get(&j, 0, "a");
+    b = tlens__json_get(&j, 0, "b");
+    cc = tlens__json_get(&j, 0, "c");
+    d = tlens__json_get(&j, 0, "d");
+    e = tlens__json_get(&j, 0, "e");
+    TT_CHECK(a >= 0 && j.nodes[a].is_integer && j.nodes[a].integer == LLONG_MIN);
+    TT_CHECK(b >= 0 && !j.nodes[b].is_integer);
+    TT_CHECK(cc >= 0 && !j.nodes[cc].is_integer);
+    TT_CHECK(d >= 0 && j.nodes[d].is_integer && j.nodes[d].integer == LLONG_MAX);
+    TT_CHECK(e >= 0 && j.nodes[e].is_integer && j.nodes[e].integer == 0);
+    tlens__json_free(&j);
+    memset(&err, 0, sizeof err);
+    TT_CHECK_INT(tlens__config_parse(&c, config, sizeof config - 1, "config.json", NULL, &err), TLENS_ERR_CONFIG);
+    TT_CHECK(strstr(err.message, "n_positions") != NULL);
+}
+
+/* fuzz_config, UBSan "signed integer overflow: 4 * 1073741825": without
+ * n_inner, d_mlp = 4 * n_embd is computed in int before n_embd is checked
+ * against its limit (65536). The error must name n_embd. */
+static void test_regression_config_4x_n_embd(void) {
+    static const char *const texts[] = {
+        "{\"n_layer\": 1, \"n_embd\": 1073741825, \"n_head\": 1, \"vocab_size\": 1, \"n_positions\": 1}",
+        "{\"n_layer\": 1, \"n_embd\": 2147483647, \"n_head\": 1, \"vocab_size\": 1, \"n_positions\": 1,"
+        " \"n_inner\": null}",
+        NULL};
+    int i;
+    for (i = 0; texts[i]; i++) {
+        tlens_config c;
+        tlens_error err;
+        memset(&err, 0, sizeof err);
+        TT_CHECK_INT(tlens__config_parse(&c, texts[i], strlen(texts[i]), "config.json", NULL, &err), TLENS_ERR_CONFIG);
+        TT_CHECK(strstr(err.message, "n_embd") != NULL);
+    }
+}
+
+void tests_regressions(void);
+void tests_regressions(void) {
+    TT_RUN(test_regression_npy_v2_short_header);
+    TT_RUN(test_regression_npy_descr_at_end);
+    TT_RUN(test_regression_json_llong_min);
+    TT_RUN(test_regression_config_4x_n_embd);
+}
