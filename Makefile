@@ -5,6 +5,7 @@ OPENMP  ?= $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /
 CFLAGS  ?= -O2 -march=native $(OPENMP)
 WARN    := -std=c99 -Wall -Wextra -Wpedantic
 LDLIBS  := -lm
+TEST_LIBS := -pthread
 BUILD   := build
 
 .PHONY: all test clean bench bench-tokenizer bench-matmul bench-matmul-openblas examples
@@ -29,15 +30,15 @@ $(BUILD)/%: examples/%.c examples/example_common.h tlens.h | $(BUILD)
 TEST_SRC := $(wildcard tests/*.c tests/*.h)
 
 $(BUILD)/test_all: $(TEST_SRC) tlens.h examples/example_common.h | $(BUILD)
-	$(CC) $(WARN) -Wno-unused-function $(CFLAGS) -g -I. -o $@ tests/test_main.c $(LDLIBS)
+	$(CC) $(WARN) -Wno-unused-function $(CFLAGS) -g -I. -o $@ tests/test_main.c $(TEST_LIBS) $(LDLIBS)
 
 # The same tests with the scalar kernels and, on x86-64, with AVX2 only.
 $(BUILD)/test_scalar: $(TEST_SRC) tlens.h examples/example_common.h | $(BUILD)
-	$(CC) $(WARN) -Wno-unused-function $(CFLAGS) -DTLENS_NO_SIMD -g -I. -o $@ tests/test_main.c $(LDLIBS)
+	$(CC) $(WARN) -Wno-unused-function $(CFLAGS) -DTLENS_NO_SIMD -g -I. -o $@ tests/test_main.c $(TEST_LIBS) $(LDLIBS)
 
 AVX2 := $(shell [ "$$(uname -m)" = x86_64 ] && grep -q avx2 /proc/cpuinfo 2>/dev/null && echo $(BUILD)/test_avx2)
 $(BUILD)/test_avx2: $(TEST_SRC) tlens.h examples/example_common.h | $(BUILD)
-	$(CC) $(WARN) -Wno-unused-function -O2 -mavx2 -mfma -mf16c $(OPENMP) -g -I. -o $@ tests/test_main.c $(LDLIBS)
+	$(CC) $(WARN) -Wno-unused-function -O2 -mavx2 -mfma -mf16c $(OPENMP) -g -I. -o $@ tests/test_main.c $(TEST_LIBS) $(LDLIBS)
 
 # The test suite (what CI runs): ends with "N passed, N failed".
 test: $(BUILD)/test_all $(BUILD)/test_scalar $(AVX2) all

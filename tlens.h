@@ -2576,7 +2576,7 @@ static int tlens__json_string(tlens__json *j) {
                     if (j->p + i >= j->end || tlens__hex_digit(j->p[i]) < 0)
                         return tlens__json_error(j, "bad \\u escape");
                 j->p += 4;
-            } else if (!strchr("\"\\/bfnrt", *j->p)) {
+            } else if (*j->p == '\0' || !strchr("\"\\/bfnrt", *j->p)) {
                 return tlens__json_error(j, "bad escape");
             }
         }
@@ -2634,8 +2634,11 @@ static int tlens__json_number(tlens__json *j) {
     if (id < 0) return -1;
     exp = (exp_neg ? -exp : exp) - frac_digits;
     j->nodes[id].number = (neg ? -mant : mant) * pow(10.0, (double)exp);
-    j->nodes[id].is_integer = is_int && ival_ok && ival <= 9223372036854775807ull;
-    j->nodes[id].integer = neg ? -(long long)ival : (long long)ival;
+    /* a long long holds -2^63 .. 2^63-1: negate in unsigned arithmetic */
+    j->nodes[id].is_integer = is_int && ival_ok && ival <= 9223372036854775807ull + (unsigned)neg;
+    j->nodes[id].integer = !j->nodes[id].is_integer ? 0
+                           : neg ? (ival == 9223372036854775808ull ? -9223372036854775807LL - 1 : -(long long)ival)
+                                 : (long long)ival;
     j->nodes[id].text = s;
     j->nodes[id].len = (size_t)(j->p - s);
     return id;
@@ -3833,7 +3836,8 @@ static tlens_result tlens__config_parse(tlens_config *c, const char *text, size_
         goto done;
     if (!c->n_ctx) c->n_ctx = n_ctx;
     if (!c->n_ctx) { r = tlens__fail(err, TLENS_ERR_CONFIG, "%s: missing \"n_positions\"", what); goto done; }
-    c->d_mlp = d_mlp ? d_mlp : 4 * c->d_model;
+    /* 4 * n_embd only once n_embd is known to be small: config_check names it */
+    c->d_mlp = d_mlp ? d_mlp : c->d_model > 0 && c->d_model <= 65536 ? 4 * c->d_model : 1;
     if (c->n_heads > 0) c->d_head = c->d_model / c->n_heads;
     if ((n = tlens__json_get(&j, 0, "layer_norm_epsilon")) >= 0) {
         if (j.nodes[n].type != TLENS__JSON_NUMBER) {
@@ -6216,12 +6220,23 @@ TLENS_DEF tlens_result tlens_npy_load(const char *path, tlens_tensor *out, tlens
         tlens__free(NULL, d);
         return tlens__fail(err, TLENS_ERR_FORMAT, "%s: not a .npy file", path);
     }
+    if (d[6] != 1 && d[6] != 2 && d[6] != 3) {
+        int version = (unsigned char)d[6];
+        tlens__free(NULL, d);
+        return tlens__fail(err, TLENS_ERR_FORMAT, "%s: unknown .npy version %d", path, version);
+    }
+    if (d[6] >= 2 && size < 12) {
+        tlens__free(NULL, d);
+        return tlens__fail(err, TLENS_ERR_FORMAT, "%s: .npy header is cut short", path);
+    }
     hlen = (unsigned char)d[8] | ((size_t)(unsigned char)d[9] << 8);
     if (d[6] >= 2) hlen = tlens__le32((const unsigned char *)d + 8);
     p = d + (d[6] >= 2 ? 12 : 10);
+    /* the header text ends at the file's end at the latest (read_file adds a NUL) */
     descr = strstr(p, "'descr': '");
     shape = strstr(p, "'shape': (");
-    if (!descr || !shape || (size_t)(p - d) + hlen > size || strstr(p, "'fortran_order': True")) {
+    if (!descr || !shape || (size_t)(p - d) + hlen > size || strlen(descr) < 13 ||
+        strstr(p, "'fortran_order': True")) {
         tlens__free(NULL, d);
         return tlens__fail(err, TLENS_ERR_FORMAT, "%s: unsupported .npy header (need C order)", path);
     }
@@ -6240,7 +6255,13 @@ TLENS_DEF tlens_result tlens_npy_load(const char *path, tlens_tensor *out, tlens
             tlens__free(NULL, d);
             return tlens__fail(err, TLENS_ERR_SHAPE, "%s: .npy shape must have 1 to 4 dimensions", path);
         }
-        while (*shape >= '0' && *shape <= '9' && v < 0x7fffffffL / 10) v = v * 10 + (*shape++ - '0');
+        while (*shape >= '0' && *shape <= '9') {
+            if (v > (0x7fffffffL - 9) / 10) {
+                tlens__free(NULL, d);
+                return tlens__fail(err, TLENS_ERR_SHAPE, "%s: a .npy dimension is too large", path);
+            }
+            v = v * 10 + (*shape++ - '0');
+        }
         out->shape[nd++] = (int)v;
         if (!tlens__mul_ok(n, (size_t)v, &n)) n = (size_t)-1;
     }

@@ -9,6 +9,8 @@
 #   make fuzz-regress                tests/test_regressions.c under ASan + UBSan
 #                                    (the crash regressions that a plain
 #                                    build cannot see)
+#   make fuzz-overflow32             32-bit (clang -m32, ASan) reproducers of
+#                                    unchecked size arithmetic (fuzz/overflow32.c)
 #   make fuzz-corpus                 regenerate the seed corpus in fuzz/corpus/
 #
 # New inputs go to build/fuzz/corpus/<harness>/ (the seeds stay untouched).
@@ -24,7 +26,7 @@ FUZZ_CFLAGS  := -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -g -O1 -fno-omi
                 -I$(FUZZ_TLENS) -Ifuzz -DFUZZ_TOKENIZER_DIR='"$(CURDIR)/tokenizer"'
 FUZZ_BINS    := $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_TARGETS))
 
-.PHONY: fuzz fuzz-build fuzz-corpus fuzz-regress fuzz-force
+.PHONY: fuzz fuzz-build fuzz-corpus fuzz-regress fuzz-overflow32 fuzz-force
 
 fuzz-build: $(FUZZ_BINS)
 
@@ -60,3 +62,16 @@ $(FUZZ_DIR)/regress: fuzz/regress_main.c tests/test_regressions.c tests/tlens_te
 fuzz-regress: $(FUZZ_DIR)/regress
 	@mkdir -p $(BUILD)/test-tmp
 	./$(FUZZ_DIR)/regress
+
+# Each case in its own process: an ASan report ends the process.
+$(FUZZ_DIR)/overflow32: fuzz/overflow32.c $(FUZZ_TLENS)/tlens.h $(FUZZ_DIR)/tlens-dir
+	@mkdir -p $(FUZZ_DIR)
+	$(FUZZ_CC) -m32 -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -g -O1 -fsanitize=address \
+	    -I$(FUZZ_TLENS) -o $@ fuzz/overflow32.c -lm
+
+fuzz-overflow32: $(FUZZ_DIR)/overflow32
+	@status=0; for c in kv att wire; do \
+	    if ./$(FUZZ_DIR)/overflow32 $$c $(FUZZ_DIR) >$(FUZZ_DIR)/overflow32-$$c.log 2>&1; then \
+	        tail -n 1 $(FUZZ_DIR)/overflow32-$$c.log; \
+	    else status=1; echo "$$c: $$(grep -m1 -E 'ERROR|rror:' $(FUZZ_DIR)/overflow32-$$c.log)"; fi; \
+	done; exit $$status

@@ -14,6 +14,9 @@
 #                                       TOOLS exists; say what to install
 #   check.sh step DIR LABEL CMD [ARG...]
 #                                       run CMD (no shell: use sh -c for one)
+#   check.sh stepv DIR LABEL CMD [ARG...]
+#                                       the same, and show CMD's output (for
+#                                       steps that report figures)
 #   check.sh suite DIR LABEL ROOT CMD [ARG...]
 #                                       run a tlens test program in the run
 #                                       root ROOT (see `root`); it passes when
@@ -72,12 +75,14 @@ need)
         exit 1
     fi
     ;;
-step)
+step | stepv)
     dir=$1 label=$2
     shift 2
     log="$dir/logs/$(log_name "$label").log"
     "$@" >"$log" 2>&1
-    record "$dir" "$label" $? "$log"
+    rc=$?
+    record "$dir" "$label" $rc "$log"
+    if [ "$cmd" = stepv ] && [ "$rc" -eq 0 ]; then sed 's/^/        /' "$log"; fi
     ;;
 suite)
     dir=$1 label=$2 root=$3

@@ -14,6 +14,8 @@
 #include "test_loader.c"
 #include "test_tokenizer.c"
 #include "test_examples.c"
+#include "test_regressions.c"
+#include "test_threads.c"
 
 int main(int argc, char **argv) {
     if (argc > 1) tt.filter = argv[1];
@@ -25,5 +27,7 @@ int main(int argc, char **argv) {
     tests_loader();
     tests_tokenizer();
     tests_examples();
+    tests_regressions();
+    tests_threads();
     return tt_finish();
 }

@@ -29,8 +29,10 @@ static int rg_write(char *out, size_t cap, const char *name, const void *data, s
     return fclose(f) == 0;
 }
 
-/* tlens_npy_load of these bytes must fail with `want` and a message,
- * leaving no data. */
+#define RG_ANY_ERROR ((tlens_result)-1)
+
+/* tlens_npy_load of these bytes must fail with `want` (RG_ANY_ERROR: any
+ * code) and a message, leaving no data. */
 static void rg_npy_expect(const char *name, const unsigned char *data, size_t size, tlens_result want) {
     char path[256];
     tlens_tensor t;
@@ -42,8 +44,9 @@ static void rg_npy_expect(const char *name, const unsigned char *data, size_t si
         return;
     }
     r = tlens_npy_load(path, &t, &err);
-    if (r != want || err.code != want || !err.message[0] || t.data != NULL)
-        tt_fail_line(__FILE__, __LINE__, "%s: result %d (\"%s\"), expected %d", name, (int)r, err.message, (int)want);
+    if ((want == RG_ANY_ERROR ? r == TLENS_OK : r != want) || err.code != r || !err.message[0] || t.data != NULL)
+        tt_fail_line(__FILE__, __LINE__, "%s: result %d (\"%s\"), expected %s %d", name, (int)r, err.message,
+                     want == RG_ANY_ERROR ? "any error, not" : "", want == RG_ANY_ERROR ? 0 : (int)want);
     if (r == TLENS_OK) tlens_tensor_free(&t);
 }
 
@@ -125,10 +128,36 @@ static void test_regression_config_4x_n_embd(void) {
     }
 }
 
+/* ---- malformed input that is accepted (no crash; found while auditing the
+ * parsers the fuzzers cover) ---- */
+
+/* A dimension with more digits than fit an int is not refused: the digit
+ * loop stops at 214748365 and the rest of the number is read as another
+ * dimension, so (2147483650,) loads as a (214748365, 0) array with no data. */
+static void test_regression_npy_huge_dimension(void) {
+    static const char text[] = "\x93NUMPY\x01\x00\x4e\x00{'descr': '<f4', 'fortran_order': False,"
+                               " 'shape': (2147483650,), }           \n";
+    rg_npy_expect("regression-npy-huge-dim.npy", (const unsigned char *)text, sizeof text - 1, RG_ANY_ERROR);
+}
+
+/* A backslash followed by a NUL byte passes the JSON reader's escape check
+ * (strchr finds the terminating NUL of its list of escape letters), so a
+ * config.json holding "\<NUL>" is accepted; a NUL is never valid there. */
+static void test_regression_json_backslash_nul(void) {
+    static const char text[] = "{\"n_layer\": 1, \"n_embd\": 8, \"n_head\": 2, \"vocab_size\": 16,"
+                               " \"n_positions\": 8, \"x\": \"a\\\0b\"}";
+    tlens_config c;
+    tlens_error err;
+    memset(&err, 0, sizeof err);
+    TT_CHECK_INT(tlens__config_parse(&c, text, sizeof text - 1, "config.json", NULL, &err), TLENS_ERR_FORMAT);
+}
+
 void tests_regressions(void);
 void tests_regressions(void) {
     TT_RUN(test_regression_npy_v2_short_header);
     TT_RUN(test_regression_npy_descr_at_end);
     TT_RUN(test_regression_json_llong_min);
     TT_RUN(test_regression_config_4x_n_embd);
+    TT_RUN(test_regression_npy_huge_dimension);
+    TT_RUN(test_regression_json_backslash_nul);
 }
