@@ -652,6 +652,13 @@ TLENS_API tlens_result tlens_detect_heads(tlens_ctx *ctx,
 #define TLENS_DEF
 #endif
 
+/* Helpers only the file loaders call: unused without stdio. */
+#if defined(TLENS_NO_STDIO) && (defined(__GNUC__) || defined(__clang__))
+#define TLENS__NOSTDIO_UNUSED __attribute__((unused))
+#else
+#define TLENS__NOSTDIO_UNUSED
+#endif
+
 /* ------------------------------------------------------------------------
  * 3.1 Errors, allocation, files
  * ---------------------------------------------------------------------- */
@@ -672,7 +679,7 @@ TLENS_DEF const char *tlens_result_string(tlens_result r) {
         "not found",
         "stopped by a hook",
     };
-    if ((int)r < 0 || r >= TLENS_RESULT_COUNT) return "unknown result code";
+    if ((unsigned)r >= (unsigned)TLENS_RESULT_COUNT) return "unknown result code";
     return names[r];
 }
 
@@ -973,7 +980,7 @@ static int tlens__host_is_little_endian(void) {
 }
 
 /* Convert n little-endian elements of type `dt` at src into floats. */
-static void tlens__decode_floats(float *dst, const unsigned char *src, size_t n, tlens_dtype dt) {
+TLENS__NOSTDIO_UNUSED static void tlens__decode_floats(float *dst, const unsigned char *src, size_t n, tlens_dtype dt) {
     size_t i;
     switch (dt) {
     case TLENS_F32:
@@ -2958,7 +2965,7 @@ typedef __m512 tlens__vf;
 #define TLENS__V_MAX(a, b) _mm512_max_ps((a), (b))
 #define TLENS__V_MIN(a, b) _mm512_min_ps((a), (b))
 #define TLENS__V_HMAX(v) _mm512_reduce_max_ps(v)
-#define TLENS__V_ROUND(v) _mm512_roundscale_ps((v), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define TLENS__V_ROUND(v) _mm512_cvtepi32_ps(_mm512_cvtps_epi32(v)) /* nearest-even */
 #define TLENS__V_POW2(n) /* 2^n for whole-numbered n */ \
     _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23))
 #ifdef TLENS__X86_REGS_WIDE
@@ -3814,7 +3821,7 @@ static tlens_result tlens__config_bool(const tlens__json *j, const char *key, in
 
 /* Read a Hugging Face GPT2Config (config.json). Keys that do not change the
  * forward pass (dropout, task parameters, labels ...) are ignored. */
-static tlens_result tlens__config_parse(tlens_config *c, const char *text, size_t len, const char *what,
+TLENS__NOSTDIO_UNUSED static tlens_result tlens__config_parse(tlens_config *c, const char *text, size_t len, const char *what,
                                         const tlens_allocator *a, tlens_error *err) {
     tlens__json j;
     tlens_result r;
@@ -3945,7 +3952,7 @@ static tlens_result tlens__st_entry_parse(const tlens__json *j, int node, tlens_
 
 /* Parse a safetensors header (the 8-byte length already read from the
  * file's first bytes, `header` holding the JSON). */
-static tlens_result tlens__st_parse(tlens__st *st, const char *header, size_t header_len, uint64_t file_size,
+TLENS__NOSTDIO_UNUSED static tlens_result tlens__st_parse(tlens__st *st, const char *header, size_t header_len, uint64_t file_size,
                                     const char *what, const tlens_allocator *a, tlens_error *err) {
     tlens__json j;
     tlens_result r;
@@ -3981,7 +3988,7 @@ static tlens_result tlens__st_parse(tlens__st *st, const char *header, size_t he
     return r;
 }
 
-static const tlens__st_entry *tlens__st_find(const tlens__st *st, const char *name) {
+TLENS__NOSTDIO_UNUSED static const tlens__st_entry *tlens__st_find(const tlens__st *st, const char *name) {
     int i;
     for (i = 0; i < st->count; i++)
         if (strcmp(st->entries[i].name, name) == 0) return &st->entries[i];
@@ -6551,7 +6558,7 @@ static size_t tlens__feature_index(const tlens_tensor *t, size_t idx, int pos_ax
 static int tlens__edit_selects(const tlens_tensor *t, const tlens__edit *e, size_t idx, int head_axis, int pos_axis) {
     int d;
     size_t rest = idx;
-    int coord[TLENS_MAX_DIMS];
+    int coord[TLENS_MAX_DIMS] = {0};
     for (d = t->ndim - 1; d >= 0; d--) {
         coord[d] = (int)(rest % (size_t)t->shape[d]);
         rest /= (size_t)t->shape[d];

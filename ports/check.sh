@@ -9,6 +9,7 @@
 # and only then does the target exit non-zero.
 #
 #   check.sh start DIR                  begin a target whose files live in DIR
+#                                       (a relative path; emptied first)
 #   check.sh need DIR NAME "TOOLS" "PACKAGES"
 #                                       fail NAME now unless every command in
 #                                       TOOLS exists; say what to install
@@ -58,9 +59,14 @@ record() { # DIR LABEL STATUS(0 ok) LOG [SUMMARY]
 
 case $cmd in
 start)
+    # A fresh DIR: a program left by an earlier run must never stand in
+    # for one whose compile step failed now.
     dir=$1
+    case $dir in
+    "" | /* | *..*) echo "check.sh: refusing to clear '$dir'" >&2; exit 2 ;;
+    esac
+    rm -rf "$dir"
     mkdir -p "$dir/logs"
-    rm -f "$dir/.steps" "$dir/.failed"
     : >"$dir/.steps"
     ;;
 need)

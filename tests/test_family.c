@@ -45,7 +45,12 @@ static void test_family_configs(void) {
         tlens_config c;
         tlens_error err;
         int n = family_config_json(json, sizeof json, &family[i]);
-        TT_REQUIRE(tlens__config_parse(&c, json, (size_t)n, family[i].name, NULL, &err) == TLENS_OK);
+        tlens_result r = tlens__config_parse(&c, json, (size_t)n, family[i].name, NULL, &err);
+        if (sizeof(size_t) < 8 && family[i].n_embd >= 1280) { /* too big for a 32-bit address space */
+            TT_CHECK_INT(r, TLENS_ERR_CONFIG);
+            continue;
+        }
+        TT_REQUIRE(r == TLENS_OK);
         TT_CHECK_INT(c.n_layers, family[i].n_layer);
         TT_CHECK_INT(c.d_model, family[i].n_embd);
         TT_CHECK_INT(c.n_heads, family[i].n_head);
