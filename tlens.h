@@ -2601,7 +2601,7 @@ static int tlens__json_string(tlens__json *j) {
 /* Numbers are parsed by hand: strtod depends on the C locale. */
 static int tlens__json_number(tlens__json *j) {
     const char *s = j->p;
-    int neg = 0, digits = 0, frac_digits = 0, exp = 0, exp_neg = 0, is_int = 1, id;
+    int neg = 0, frac_digits = 0, exp = 0, exp_neg = 0, is_int = 1, id;
     double mant = 0;
     unsigned long long ival = 0;
     int ival_ok = 1;
@@ -2614,7 +2614,6 @@ static int tlens__json_number(tlens__json *j) {
         mant = mant * 10 + d;
         if (ival > (~0ull - (unsigned)d) / 10) ival_ok = 0;
         else ival = ival * 10 + (unsigned)d;
-        digits++;
         j->p++;
     }
     if (j->p < j->end && *j->p == '.') {
@@ -2636,7 +2635,6 @@ static int tlens__json_number(tlens__json *j) {
             j->p++;
         }
     }
-    (void)digits;
     id = tlens__json_new_node(j, TLENS__JSON_NUMBER);
     if (id < 0) return -1;
     exp = (exp_neg ? -exp : exp) - frac_digits;
@@ -3687,7 +3685,7 @@ typedef struct tlens__param {
 
 static void tlens__param_set(tlens__param *p, const char *name, int layer, int kind, int rows, int cols) {
     char num[16];
-    size_t i = 0, n = 0;
+    size_t i = 0;
     int k;
     /* name with "%d" replaced by the layer */
     while (*name && i + 12 < sizeof p->name) {
@@ -3702,7 +3700,6 @@ static void tlens__param_set(tlens__param *p, const char *name, int layer, int k
         }
     }
     p->name[i] = '\0';
-    (void)n;
     p->kind = kind;
     p->rows = rows;
     p->cols = cols;
@@ -4060,7 +4057,6 @@ static tlens_result tlens__state_alloc(tlens__state *s, const tlens_config *c, c
  * K inputs (the LayerNorm output has zero mean, so this changes nothing). */
 static void tlens__fold_ln_into(float *W, float *b, const float *w, const float *lb, int K, int N) {
     int k, n;
-    double *sum = NULL;
     for (k = 0; k < K; k++) {
         const float *row = W + (size_t)k * (size_t)N;
         for (n = 0; n < N; n++) b[n] += lb[k] * row[n];
@@ -4069,7 +4065,6 @@ static void tlens__fold_ln_into(float *W, float *b, const float *w, const float 
         float *row = W + (size_t)k * (size_t)N;
         for (n = 0; n < N; n++) row[n] *= w[k];
     }
-    (void)sum;
     for (n = 0; n < N; n++) {
         double mean = 0;
         for (k = 0; k < K; k++) mean += W[(size_t)k * (size_t)N + (size_t)n];
@@ -4827,7 +4822,6 @@ TLENS_DEF tlens_result tlens_save(const tlens_model *m, const char *path, tlens_
     int n, i;
     uint64_t off, table_off = TLENS__HEADER_SIZE, vocab_off, merges_off, data_off;
     FILE *f;
-    tlens_model *mm = (tlens_model *)(uintptr_t)m; /* the table only reads through it */
     if (!(t = tlens__table_alloc(m, err))) return TLENS_ERR_NOMEM;
     {
         /* the table wires pointers into a copy of the model's slots */
@@ -4837,7 +4831,6 @@ TLENS_DEF tlens_result tlens_save(const tlens_model *m, const char *path, tlens_
         memcpy(blocks, m->blocks, (size_t)m->cfg.n_layers * sizeof *blocks);
         copy.blocks = blocks;
         n = tlens__param_table(&copy, t);
-        (void)mm;
         f = fopen(path, "wb");
         if (!f) {
             tlens__free(&m->alloc, blocks);

@@ -125,7 +125,7 @@ static int parse_args(cli *c, int argc, char **argv) {
 static int parse_tokens(const char *text, int32_t **out, int *rows, int *cols) {
     size_t cap = strlen(text) / 2 + 2, n = 0;
     int32_t *ids = (int32_t *)malloc(cap * sizeof *ids);
-    int r = 1, in_row = 0, row_len = 0;
+    int r = 1, row_len = 0;
     const char *p = text;
     *cols = -1;
     if (!ids) return die("%s", "out of memory");
@@ -146,10 +146,8 @@ static int parse_tokens(const char *text, int32_t **out, int *rows, int *cols) {
         if (n == cap) { free(ids); return die("%s", "bad token list"); }
         ids[n++] = (int32_t)v;
         row_len++;
-        in_row = 1;
         p = end;
     }
-    (void)in_row;
     if (*cols >= 0 && row_len != *cols) { free(ids); return die("%s", "--tokens rows must have equal lengths"); }
     *cols = row_len;
     *rows = r;
