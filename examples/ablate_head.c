@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define USAGE "MODEL --tokens \"1 2 3 ...\" [--layer L] [--head H] [--mean]"
+#define USAGE "[MODEL] --tokens \"1 2 3 ...\" [--layer L] [--head H] [--mean]"
 
 /* The loss of one run with whatever hooks are on the context. */
 static double run_loss(tlens_ctx *ctx, const int32_t *tokens, int n) {

@@ -39,7 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define USAGE "MODEL --clean \"IDS\" --corrupt \"IDS\" [--answer ID] [--wrong ID] [--act resid_pre]"
+#define USAGE "[MODEL] --clean \"IDS\" --corrupt \"IDS\" [--answer ID] [--wrong ID] [--act resid_pre]"
 
 /* The last position's logits of the last run. */
 static const float *last_logits(const tlens_ctx *ctx) {

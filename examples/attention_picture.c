@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define USAGE "MODEL --tokens \"1 2 3 ...\" [--layer L] [--head H] [-o pattern.svg] [--html patterns.html]"
+#define USAGE "[MODEL] --tokens \"1 2 3 ...\" [--layer L] [--head H] [-o pattern.svg] [--html patterns.html]"
 #define CELL 22      /* pixels per heatmap cell  */
 #define CHAR_W 7     /* pixels per label character at font-size 11 */
 

@@ -94,11 +94,19 @@ static inline void ex_args_common(ex_common *c, int argc, char **argv, int *i) {
     }
 }
 
-static inline void ex_args_end(const ex_common *c) {
-    if (!c->model_path) {
-        fprintf(stderr, "usage: %s %s\n", ex_program, ex_usage_text);
-        ex_die("no MODEL given");
-    }
+/* The model used when none is named: $TLENS_MODEL if set, else the small
+ * GPT-2 bundled with tlens (the Makefile sets TLENS_DEFAULT_MODEL to the
+ * repository's models/kjv.tlens). */
+#ifndef TLENS_DEFAULT_MODEL
+#define TLENS_DEFAULT_MODEL "models/kjv.tlens"
+#endif
+static inline const char *ex_default_model(void) {
+    const char *env = getenv("TLENS_MODEL");
+    return env && *env ? env : TLENS_DEFAULT_MODEL;
+}
+
+static inline void ex_args_end(ex_common *c) {
+    if (!c->model_path) c->model_path = ex_default_model();
 }
 
 /* ---- the model -------------------------------------------------------- */

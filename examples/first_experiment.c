@@ -30,7 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define USAGE "MODEL --tokens \"1 2 3\""
+#define USAGE "[MODEL] --tokens \"1 2 3\""
 
 /* max, mean and population standard deviation over every element. */
 static void print_stats(const char *name, const tlens_tensor *t) {

@@ -23,6 +23,11 @@
  * (--seed; distinct so that the first half holds no repeats of its own).
  * BOS is <|endoftext|> (50256) when the vocabulary has it; --bos -1 drops
  * it. --tokens scores a sequence of your own instead.
+ *
+ * --draw-from TEXT draws the random ids from the tokens of TEXT rather than
+ * from the whole vocabulary. A model trained on a small corpus, such as the
+ * bundled one, has one shared embedding for every token its corpus lacks;
+ * ids drawn from its own kind of text keep the sequence's tokens distinct.
  */
 #define TLENS_IMPLEMENTATION
 #include "tlens.h"
@@ -32,7 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define USAGE "MODEL [--len N] [--seed S] [--bos ID] [--tokens \"1 2 3 ...\"]"
+#define USAGE "[MODEL] [--len N] [--seed S] [--bos ID] [--draw-from TEXT] [--tokens \"1 2 3 ...\"]"
 
 /* SplitMix64: tiny, and the same sequence on every machine. */
 static uint64_t next_random(uint64_t *state) {
@@ -42,14 +47,28 @@ static uint64_t next_random(uint64_t *state) {
     return z ^ (z >> 31);
 }
 
-/* [bos] r_1..r_len r_1..r_len; returns the length. */
-static int repeated_sequence(int32_t *out, int len, int bos, int d_vocab, uint64_t seed) {
+/* How many distinct ids other than `bos` the pool has (all of 0..n-1 when
+ * pool is NULL). */
+static int distinct_ids(const int32_t *pool, int n, int bos) {
+    int i, j, count = 0;
+    if (!pool) return n - (bos >= 0 && bos < n);
+    for (i = 0; i < n; i++) {
+        for (j = 0; j < i && pool[j] != pool[i]; j++) {}
+        count += j == i && pool[i] != bos;
+    }
+    return count;
+}
+
+/* [bos] r_1..r_len r_1..r_len, the r distinct ids drawn from pool[0..n_pool)
+ * (from 0..n_pool-1 when pool is NULL); returns the length. */
+static int repeated_sequence(int32_t *out, int len, int bos, const int32_t *pool, int n_pool, uint64_t seed) {
     int n = 0, i, j;
     if (bos >= 0) out[n++] = bos;
     for (i = 0; i < len; i++) {
         int32_t t;
         do { /* draw again on a repeat or on BOS (the modulo bias is negligible) */
-            t = (int32_t)(next_random(&seed) % (uint64_t)d_vocab);
+            uint64_t r = next_random(&seed) % (uint64_t)n_pool;
+            t = pool ? pool[r] : (int32_t)r;
             for (j = 0; j < i && out[n - i + j] != t; j++) {}
         } while (j < i || t == bos);
         out[n++] = t;
@@ -93,8 +112,8 @@ int main(int argc, char **argv) {
     tlens_ctx *ctx;
     tlens_error err;
     const tlens_config *cfg;
-    const char *v;
-    int32_t *tokens;
+    const char *v, *draw_from = NULL;
+    int32_t *tokens, *pool = NULL;
     int n, i, len = 20, bos = -2; /* -2: the default, decided below */
     uint64_t seed = 1;
     float *induction, *previous;
@@ -104,6 +123,7 @@ int main(int argc, char **argv) {
         if ((v = ex_value(argc, argv, &i, "--len"))) len = ex_int(v, "--len");
         else if ((v = ex_value(argc, argv, &i, "--seed"))) seed = (uint64_t)ex_int(v, "--seed");
         else if ((v = ex_value(argc, argv, &i, "--bos"))) bos = ex_int(v, "--bos");
+        else if ((v = ex_value(argc, argv, &i, "--draw-from"))) draw_from = v;
         else ex_args_common(&c, argc, argv, &i);
     }
     ex_args_end(&c);
@@ -114,11 +134,14 @@ int main(int argc, char **argv) {
         tokens = ex_prompt_tokens(model, &c, &n);
     } else {
         if (bos == -2) bos = cfg->d_vocab > 50256 ? 50256 : -1;
+        int n_pool = cfg->d_vocab;
         if (bos < -1 || bos >= cfg->d_vocab) ex_die("--bos %d is outside the vocabulary", bos);
-        if (len < 1 || len >= cfg->d_vocab - 1 || 2 * len + (bos >= 0) >= cfg->n_ctx)
-            ex_die("--len %d: need 1 <= len and a sequence shorter than n_ctx = %d", len, cfg->n_ctx);
+        if (draw_from) pool = ex_text_to_tokens(model, draw_from, &n_pool);
+        if (len < 1 || len > distinct_ids(pool, n_pool, bos) || 2 * len + (bos >= 0) >= cfg->n_ctx)
+            ex_die("--len %d: need 1 <= len <= the distinct ids to draw from, and a sequence shorter than n_ctx = %d",
+                   len, cfg->n_ctx);
         tokens = (int32_t *)ex_malloc((size_t)(2 * len + 1) * sizeof *tokens);
-        n = repeated_sequence(tokens, len, bos, cfg->d_vocab, seed);
+        n = repeated_sequence(tokens, len, bos, pool, n_pool, seed);
     }
     ctx = ex_context(model);
     ex_print_tokens(model, "tokens", tokens, n);
@@ -137,6 +160,7 @@ int main(int argc, char **argv) {
     free(induction);
     free(previous);
     free(tokens);
+    free(pool);
     tlens_ctx_free(ctx);
     tlens_free(model);
     return 0;

@@ -34,7 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define USAGE "MODEL --tokens \"1 2 3 ...\" [--pos P] [--target ID] [--incl-mid]"
+#define USAGE "[MODEL] --tokens \"1 2 3 ...\" [--pos P] [--target ID] [--incl-mid]"
 
 /* A hook on ln_final.hook_scale: the input is already divided by it. */
 static int scale_to_one(const char *name, int layer, tlens_tensor *scale, void *user) {

@@ -5,16 +5,18 @@
  *             [--no-center-unembed] [--no-fold-value-biases] [--f16|--bf16]
  *             [--optional-hooks] [--cache GLOB]... [--npy DIR] [--top K]
  *             [--zero NAME[:HEAD]]... [--patch NAME=FILE.npy]... [--loss]
- *   tlens generate MODEL (--prompt TEXT | --tokens "1 2 3") [-n N]
+ *   tlens generate [MODEL] (--prompt TEXT | --tokens "1 2 3") [-n N]
  *             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--print-ids]
  *   tlens hooks MODEL [--optional-hooks]
  *   tlens tokenize [--tokenizer DIR] [--prepend-bos] (TEXT | --file PATH | --jsonl PATH)
  *
- * MODEL is a Hugging Face GPT-2 folder or a .tlens file. Every error ends
+ * MODEL is a Hugging Face GPT-2 folder or a .tlens file; without one, the
+ * small GPT-2 bundled in models/kjv.tlens (or $TLENS_MODEL). Every error ends
  * the program with status 1 and one line on stderr naming the problem.
  */
 #define TLENS_IMPLEMENTATION
 #include "tlens.h"
+#include "example_common.h" /* ex_default_model */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,14 +56,14 @@ static int die(const char *fmt, const char *arg) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: tlens run MODEL (--prompt TEXT | --tokens \"1 2 3;4 5 6\" | --tokens-npy FILE)\n"
+            "usage: tlens run [MODEL] (--prompt TEXT | --tokens \"1 2 3;4 5 6\" | --tokens-npy FILE)\n"
             "                 [--raw] [--no-fold-ln] [--no-center-writing-weights] [--no-center-unembed]\n"
             "                 [--no-fold-value-biases] [--f16|--bf16] [--optional-hooks]\n"
             "                 [--cache GLOB]... [--npy DIR] [--top K]\n"
             "                 [--zero NAME[:HEAD]]... [--patch NAME=FILE.npy]... [--loss]\n"
-            "       tlens generate MODEL (--prompt TEXT | --tokens \"1 2 3\") [-n N] [--temperature T]\n"
+            "       tlens generate [MODEL] (--prompt TEXT | --tokens \"1 2 3\") [-n N] [--temperature T]\n"
             "                 [--top-k K] [--top-p P] [--seed S] [--print-ids]\n"
-            "       tlens hooks MODEL [--optional-hooks]\n"
+            "       tlens hooks [MODEL] [--optional-hooks]\n"
             "       tlens tokenize [--tokenizer DIR] [--prepend-bos] (TEXT | --file PATH | --jsonl PATH)\n");
 }
 
@@ -117,7 +119,7 @@ static int parse_args(cli *c, int argc, char **argv) {
         if (c->model_path) return die("unexpected argument %s", argv[i]);
         c->model_path = argv[i];
     }
-    if (!c->model_path) return die("%s", "no MODEL given");
+    if (!c->model_path) c->model_path = ex_default_model();
     return 0;
 }
 
