@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Train the small GPT-2 that tlens ships as its default model.
+
+The model has GPT-2's exact architecture (GPT-2's tokenizer and 50257-token
+vocabulary, learned position embeddings, pre-LayerNorm blocks, gelu_new, tied
+unembedding), only smaller: 4 layers, d_model 128, 4 heads, context 256.
+It is trained on the King James Version of the Bible (1611, public domain),
+as Debian's bible-kjv packages ship it, and written as a Hugging Face folder
+(config.json, model.safetensors, vocab.json, merges.txt) that
+build/tlens-convert turns into models/kjv.tlens.
+
+    apt-get install bible-kjv python3-torch     # the corpus and PyTorch
+    make build/tlens                            # tokenizes the corpus
+    python3 convert/train_bundled.py --out build/kjv-hf
+    build/tlens-convert build/kjv-hf models/kjv.tlens --raw --f16
+
+(`make model` runs all of it.) The script needs only PyTorch: the corpus is
+tokenized by tlens itself, whose tokenizer matches OpenAI's on every input.
+
+Held out: every 25th chapter (47 of 1,189), never trained on. The script
+reports the model's loss on it beside the loss of a unigram model fitted to
+the training chapters, and samples text.
+
+Only 9,800 of GPT-2's 50,257 tokens occur in the training text. Every token
+that does not occur shares one trained embedding row, so the softmax over the
+full vocabulary is computed exactly, and five times faster, as a softmax over
+the tokens that occur plus one class standing for the others (its logit
+raised by the log of their number). The saved model is an ordinary GPT-2
+whose unused rows of wte are that shared vector.
+
+A quarter of the training windows repeat their first half, the way a text
+quoting itself does. On a corpus this small and a run this short, that is
+what makes in-context copying common enough for the model to form the
+induction heads that interpretability work looks for; the other windows are
+plain running text.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+EOT = 50256
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+# ---------------------------------------------------------------- the corpus
+def read_kjv(bible_cmd):
+    """The KJV as (book, chapter, [verses]) in canonical order."""
+    out = subprocess.run([bible_cmd, "-f", "Genesis 1:1-Revelation 22:21"],
+                         check=True, capture_output=True, text=True).stdout
+    chapters, key = [], None
+    for line in out.splitlines():
+        m = re.match(r"^(\d?[A-Za-z]+)(\d+):(\d+) (.*)$", line)
+        if not m:
+            if line.strip() and chapters:            # a wrapped verse
+                chapters[-1][2][-1] += " " + line.strip()
+            continue
+        book, chap, text = m.group(1), int(m.group(2)), m.group(4).strip()
+        if (book, chap) != key:
+            chapters.append((book, chap, []))
+            key = (book, chap)
+        chapters[-1][2].append(text)
+    return chapters
+
+
+def split_text(chapters, every):
+    """Training and held-out text: a chapter is a paragraph of verses, one a
+    line; books are separated by <|endoftext|>."""
+    parts = {"train": [], "heldout": []}
+    book = None
+    for i, (b, _, verses) in enumerate(chapters):
+        which = "heldout" if i % every == every // 2 else "train"
+        if b != book and parts[which]:
+            parts[which].append("<|endoftext|>")
+        book = b
+        parts[which].append("\n".join(verses) + "\n\n")
+    return {k: "".join(v) for k, v in parts.items()}
+
+
+def tokenize(text, tlens_bin):
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write(text)
+        path = f.name
+    try:
+        out = subprocess.run([tlens_bin, "tokenize", "--file", path],
+                             check=True, capture_output=True, text=True).stdout
+    finally:
+        os.unlink(path)
+    return torch.tensor([int(t) for t in out.split()], dtype=torch.long)
+
+
+# ----------------------------------------------------------------- the model
+class Block(nn.Module):
+    def __init__(self, d, h, n_ctx):
+        super().__init__()
+        self.h = h
+        self.ln_1, self.ln_2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.c_attn, self.attn_proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.c_fc, self.mlp_proj = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+        mask = torch.tril(torch.ones(n_ctx, n_ctx, dtype=torch.bool))
+        self.register_buffer("mask", mask, persistent=False)
+
+    def forward(self, x):                                      # (B, T, D)
+        B, T, D = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(D, dim=2)    # (B, T, D) x3
+        q, k, v = (t.view(B, T, self.h, D // self.h).transpose(1, 2) for t in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(D // self.h)  # (B, H, T, T)
+        att = att.masked_fill(~self.mask[:T, :T], float("-inf")).softmax(-1)
+        z = (att @ v).transpose(1, 2).reshape(B, T, D)
+        x = x + self.attn_proj(z)
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x)), approximate="tanh"))
+
+
+class GPT2(nn.Module):
+    """GPT-2 whose wte rows for the tokens outside `seen` are one shared
+    vector: the compact table holds the seen rows, then the shared one."""
+
+    def __init__(self, seen, vocab, n_ctx, d, layers, heads):
+        super().__init__()
+        self.register_buffer("seen", seen, persistent=False)    # (K,) token ids
+        compact = torch.full((vocab,), len(seen), dtype=torch.long)
+        compact[seen] = torch.arange(len(seen))
+        self.register_buffer("compact", compact, persistent=False)  # (V,) -> [0, K]
+        self.log_unseen = math.log(vocab - len(seen))
+        self.vocab = vocab
+        self.wte, self.wpe = nn.Embedding(len(seen) + 1, d), nn.Embedding(n_ctx, d)
+        self.blocks = nn.ModuleList(Block(d, heads, n_ctx) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(d)
+        for name, p in self.named_parameters():              # GPT-2's init
+            if name.endswith("weight") and p.dim() == 2:
+                std = 0.02 / math.sqrt(2 * layers) if "proj" in name else 0.02
+                nn.init.normal_(p, 0.0, std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    def forward(self, idx):                                    # (B, T) token ids
+        pos = torch.arange(idx.shape[1])
+        x = self.wte(self.compact[idx]) + self.wpe(pos)        # (B, T, D)
+        for b in self.blocks:
+            x = b(x)
+        logits = self.ln_f(x) @ self.wte.weight.t()            # (B, T, K+1), tied
+        return torch.cat([logits[..., :-1], logits[..., -1:] + self.log_unseen], -1)
+
+    def loss(self, idx, targets, reduction="mean"):
+        """Cross-entropy over the full vocabulary: a target outside `seen`
+        is one of the unseen class's tokens, each with 1/N of its mass."""
+        logits = self(idx)
+        t = self.compact[targets]
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), t.reshape(-1), reduction="none")
+        nll = nll + (t.reshape(-1) == len(self.seen)).float() * self.log_unseen
+        return nll.mean() if reduction == "mean" else nll.sum()
+
+    def full_wte(self):
+        """(V, D): the shared row everywhere, the trained rows at `seen`."""
+        w = self.wte.weight.detach()
+        full = w[-1].repeat(self.vocab, 1)
+        full[self.seen] = w[:-1]
+        return full
+
+    def next_token_logits(self, idx):                          # (V,) for the last position
+        return self(idx)[0, -1][self.compact] - (self.compact == len(self.seen)).float() * self.log_unseen
+
+
+# ------------------------------------------------------------ the HF folder
+def hf_tensors(model):
+    """The weights under Hugging Face GPT2Model's names; Conv1D weights are
+    (in, out), the transpose of nn.Linear's."""
+    t = {"wte.weight": model.full_wte(), "wpe.weight": model.wpe.weight,
+         "ln_f.weight": model.ln_f.weight, "ln_f.bias": model.ln_f.bias}
+    for i, b in enumerate(model.blocks):
+        p = "h.%d." % i
+        for hf, mod in (("ln_1", b.ln_1), ("ln_2", b.ln_2)):
+            t[p + hf + ".weight"], t[p + hf + ".bias"] = mod.weight, mod.bias
+        for hf, lin in (("attn.c_attn", b.c_attn), ("attn.c_proj", b.attn_proj),
+                        ("mlp.c_fc", b.c_fc), ("mlp.c_proj", b.mlp_proj)):
+            t[p + hf + ".weight"], t[p + hf + ".bias"] = lin.weight.t(), lin.bias
+    return {k: v.detach().float().contiguous() for k, v in t.items()}
+
+
+def write_safetensors(path, tensors):
+    header, blobs, off = {}, [], 0
+    for name, t in tensors.items():
+        raw = t.numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
+        blobs.append(raw)
+        off += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h)
+        for b in blobs:
+            f.write(b)
+
+
+def write_hf_folder(out, model, args, tokdir):
+    os.makedirs(out, exist_ok=True)
+    cfg = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
+           "vocab_size": 50257, "n_positions": args.ctx, "n_ctx": args.ctx,
+           "n_embd": args.d_model, "n_layer": args.layers, "n_head": args.heads,
+           "n_inner": None, "activation_function": "gelu_new",
+           "layer_norm_epsilon": 1e-5, "tie_word_embeddings": True,
+           "bos_token_id": EOT, "eos_token_id": EOT}
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    write_safetensors(os.path.join(out, "model.safetensors"), hf_tensors(model))
+    # the same vocabulary, written without the spaces: 240 KB less to ship
+    with open(os.path.join(tokdir, "vocab.json"), encoding="utf-8") as f:
+        vocab = json.load(f)
+    with open(os.path.join(out, "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump(vocab, f, ensure_ascii=False, separators=(",", ":"))
+    shutil.copy(os.path.join(tokdir, "merges.txt"), os.path.join(out, "merges.txt"))
+
+
+# ----------------------------------------------------------------- training
+def batch(data, n, ctx, repeat_frac, gen):
+    """n windows of ctx+1 tokens, each starting with <|endoftext|> as
+    TransformerLens' prepended BOS; some repeat their first half."""
+    body = ctx                                # tokens after the BOS
+    rows = []
+    for _ in range(n):
+        if torch.rand(1, generator=gen).item() < repeat_frac:
+            half = body // 2
+            s = int(torch.randint(0, len(data) - half, (1,), generator=gen))
+            a = data[s:s + half]
+            seq = torch.cat([a, a, data[s:s + body - 2 * half]])
+        else:
+            s = int(torch.randint(0, len(data) - body, (1,), generator=gen))
+            seq = data[s:s + body]
+        rows.append(torch.cat([torch.tensor([EOT]), seq]))
+    x = torch.stack(rows)                      # (n, ctx + 1)
+    return x[:, :-1], x[:, 1:]
+
+
+@torch.no_grad()
+def heldout_loss(model, data, ctx):
+    """Mean next-token loss over consecutive windows, each after a BOS."""
+    total, count = 0.0, 0
+    for s in range(0, len(data) - 1, ctx - 1):
+        seq = torch.cat([torch.tensor([EOT]), data[s:s + ctx - 1]])
+        total += model.loss(seq[None, :-1], seq[None, 1:], reduction="sum").item()
+        count += len(seq) - 1
+    return total / count
+
+
+def unigram_loss(train, heldout, vocab=50257):
+    """Cross-entropy of add-one-smoothed training-token frequencies."""
+    counts = torch.bincount(train, minlength=vocab).double() + 1.0
+    logp = (counts / counts.sum()).log()
+    return -logp[heldout].mean().item()
+
+
+@torch.no_grad()
+def sample(model, prompt, n, gen, temperature=0.8, ctx=256):
+    ids = prompt.clone()
+    for _ in range(n):
+        logits = model.next_token_logits(ids[None, -ctx:]) / temperature
+        nxt = torch.multinomial(logits.softmax(-1), 1, generator=gen)
+        ids = torch.cat([ids, nxt])
+    return ids
+
+
+def train(model, data, args, log):
+    decay = [p for n, p in model.named_parameters() if p.dim() == 2 and "wpe" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() == 2 and "wpe" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": rest, "weight_decay": 0.0}],
+                            lr=args.lr, betas=(0.9, 0.95))
+    gen = torch.Generator().manual_seed(args.seed)
+    t0, smooth = time.time(), None
+    for step in range(args.steps):
+        warm = min(1.0, (step + 1) / args.warmup)
+        cos = 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        for g in opt.param_groups:
+            g["lr"] = args.lr * warm * (0.1 + 0.9 * cos)
+        x, y = batch(data, args.batch, args.ctx, args.repeat, gen)
+        loss = model.loss(x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        smooth = loss.item() if smooth is None else 0.95 * smooth + 0.05 * loss.item()
+        if step % 50 == 0 or step == args.steps - 1:
+            el = time.time() - t0
+            log("step %5d/%d  loss %.3f  %.0f s, %.0f s left" %
+                (step, args.steps, smooth, el, el / (step + 1) * (args.steps - step - 1)))
+    return smooth, time.time() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "kjv-hf"))
+    ap.add_argument("--tlens", default=os.path.join(ROOT, "build", "tlens"))
+    ap.add_argument("--tokenizer", default=os.path.join(ROOT, "tokenizer"))
+    ap.add_argument("--bible", default="bible", help="Debian's bible-kjv program")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--d-model", type=int, default=128)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--ctx", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--repeat", type=float, default=0.25)
+    ap.add_argument("--heldout-every", type=int, default=25)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1611)
+    args = ap.parse_args()
+
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    lines = []
+
+    def log(s):
+        print(s, flush=True)
+        lines.append(s)
+
+    chapters = read_kjv(args.bible)
+    text = split_text(chapters, args.heldout_every)
+    train_ids, held_ids = tokenize(text["train"], args.tlens), tokenize(text["heldout"], args.tlens)
+    log("corpus: King James Version (public domain), %d chapters; train %d tokens, held out %d tokens"
+        % (len(chapters), len(train_ids), len(held_ids)))
+
+    seen = torch.unique(torch.cat([train_ids, torch.tensor([EOT])]))
+    model = GPT2(seen, 50257, args.ctx, args.d_model, args.layers, args.heads)
+    log("model: %d layers, d_model %d, %d heads, context %d; %d tokens occur in the training text"
+        % (args.layers, args.d_model, args.heads, args.ctx, len(seen)))
+    final, seconds = train(model, train_ids, args, log)
+    model.eval()
+    held, uni = heldout_loss(model, held_ids, args.ctx), unigram_loss(train_ids, held_ids)
+    log("final training loss %.3f; held-out loss %.3f nats/token vs unigram %.3f; %.1f minutes on %d threads"
+        % (final, held, uni, seconds / 60, args.threads))
+    gen = torch.Generator().manual_seed(args.seed)
+    prompt = tokenize("And it came to pass", args.tlens)
+    ids = sample(model, torch.cat([torch.tensor([EOT]), prompt]), 60, gen)
+    write_hf_folder(args.out, model, args, args.tokenizer)
+    with open(os.path.join(args.out, "sample_ids.txt"), "w") as f:
+        f.write(" ".join(str(int(i)) for i in ids) + "\n")
+    summary = {"command": " ".join(sys.argv), "steps": args.steps,
+               "tokens_seen": args.steps * args.batch * args.ctx, "minutes": round(seconds / 60, 1),
+               "final_train_loss": round(final, 4), "heldout_loss": round(held, 4),
+               "unigram_heldout_loss": round(uni, 4), "torch": torch.__version__, "log": lines}
+    with open(os.path.join(args.out, "training.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    log("wrote %s" % args.out)
+
+
+if __name__ == "__main__":
+    main()
