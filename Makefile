@@ -7,16 +7,18 @@ WARN    := -std=c99 -Wall -Wextra -Wpedantic
 LDLIBS  := -lm
 TEST_LIBS := -pthread
 BUILD   := build
+# What the command-line tool and the examples use when no model is named
+PATHS   := -DTLENS_TOKENIZER_DIR='"$(CURDIR)/tokenizer"' -DTLENS_DEFAULT_MODEL='"$(CURDIR)/models/kjv.tlens"'
 
-.PHONY: all test clean bench bench-tokenizer bench-matmul bench-matmul-openblas examples
+.PHONY: all test clean bench bench-tokenizer bench-matmul bench-matmul-openblas examples demo demo-gpt2 fetch-gpt2 model
 
 all: $(BUILD)/tlens $(BUILD)/tlens-convert examples
 
 $(BUILD):
 	mkdir -p $(BUILD) $(BUILD)/test-tmp
 
-$(BUILD)/tlens: examples/tlens.c tlens.h | $(BUILD)
-	$(CC) $(WARN) $(CFLAGS) -I. -DTLENS_TOKENIZER_DIR='"$(CURDIR)/tokenizer"' -o $@ examples/tlens.c $(LDLIBS)
+$(BUILD)/tlens: examples/tlens.c examples/example_common.h tlens.h | $(BUILD)
+	$(CC) $(WARN) $(CFLAGS) -I. $(PATHS) -o $@ examples/tlens.c $(LDLIBS)
 
 $(BUILD)/tlens-convert: convert/tlens-convert.c tlens.h | $(BUILD)
 	$(CC) $(WARN) $(CFLAGS) -I. -o $@ convert/tlens-convert.c $(LDLIBS)
@@ -25,7 +27,7 @@ EXAMPLES := first_experiment ablate_head activation_patching logit_lens inductio
 examples: $(addprefix $(BUILD)/,$(EXAMPLES))
 
 $(BUILD)/%: examples/%.c examples/example_common.h tlens.h | $(BUILD)
-	$(CC) $(WARN) $(CFLAGS) -I. -o $@ $< $(LDLIBS)
+	$(CC) $(WARN) $(CFLAGS) -I. $(PATHS) -o $@ $< $(LDLIBS)
 
 TEST_SRC := $(wildcard tests/*.c tests/*.h)
 
@@ -43,6 +45,24 @@ $(BUILD)/test_avx2: $(TEST_SRC) tlens.h examples/example_common.h | $(BUILD)
 # The test suite (what CI runs): ends with "N passed, N failed".
 test: $(BUILD)/test_all $(BUILD)/test_scalar $(AVX2) all
 	sh tests/run_all.sh $(BUILD)
+
+# The demo on the bundled model (or DEMO_MODEL=any HF folder or .tlens file)
+DEMO_MODEL ?= models/kjv.tlens
+demo: all
+	sh examples/demo.sh $(BUILD) $(DEMO_MODEL)
+
+# With a network: the real GPT-2 (GPT2=gpt2-medium, -large, -xl, distilgpt2)
+GPT2 ?= gpt2
+fetch-gpt2: $(BUILD)/tlens-convert
+	CONVERT=$(BUILD)/tlens-convert sh convert/fetch_gpt2.sh $(GPT2) models/$(GPT2)
+
+demo-gpt2: fetch-gpt2 all
+	sh examples/demo.sh $(BUILD) models/$(GPT2).tlens
+
+# Train the bundled model again (PyTorch and Debian's bible-kjv; ~45 min)
+model: $(BUILD)/tlens $(BUILD)/tlens-convert
+	python3 convert/train_bundled.py --out $(BUILD)/kjv-hf
+	$(BUILD)/tlens-convert $(BUILD)/kjv-hf models/kjv.tlens --raw --f16
 
 # Benchmarks (print figures; never part of the tests). See the README.
 $(BUILD)/bench: bench/bench.c bench/bench_nohooks.c bench/bench_timer.h tlens.h | $(BUILD)
