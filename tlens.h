@@ -22,7 +22,7 @@
  *         tlens_ctx *ctx;
  *         const tlens_tensor *r;
  *         int32_t tokens[4] = {50256, 464, 3797, 318};        // BOS and three ids
- *         if (tlens_load(&model, argc > 1 ? argv[1] : "gpt2", NULL, &err) ||
+ *         if (tlens_load(&model, argc > 1 ? argv[1] : "models/kjv.tlens", NULL, &err) ||
  *             tlens_ctx_new(&ctx, model, &err)) {             // HF folder or .tlens
  *             fprintf(stderr, "%s\n", err.message);
  *             return 1;
@@ -5403,6 +5403,27 @@ static void tlens__softmax(float *row, int n) {
  * V vocabulary. All activations are row-major and batch first, so that a
  * (B*T, D) matrix is also TransformerLens' [batch, pos, d_model] tensor and
  * q, k, v, z as (B*T, D) are [batch, pos, head, d_head].
+ *
+ * GPT-2 is a residual stream x (B, T, D) that every block reads from and
+ * adds to. The functions below run, in this order (tlens__forward):
+ *
+ *   1. embed        x = W_E[tokens] + W_pos[positions]             (B, T, D)
+ *   then for each block l (tlens__block_forward):
+ *   2. ln1          LN(x) = (x - mean(x)) / sqrt(var(x) + eps) * w + b
+ *                   q, k, v = LN1(x) @ W_Q, W_K, W_V + b       (B, T, H, dh)
+ *   3. attention    scores = q k^T / sqrt(dh), -inf after the query
+ *                                                             (B, H, T, T)
+ *                   pattern = softmax(scores) over the keys      (B, H, T, T)
+ *                   z = pattern @ v                            (B, T, H, dh)
+ *                   attn_out = z @ W_O + b_O; x = x + attn_out     (B, T, D)
+ *   4. MLP          post = gelu_new(LN2(x) @ W_in + b_in)         (B, T, M)
+ *                   mlp_out = post @ W_out + b_out                 (B, T, D)
+ *   5. residual     x = x + mlp_out
+ *   6. unembed      logits = LN_final(x) @ W_U + b_U               (B, T, V)
+ *
+ * Every step fires its hook points (TLENS__HOOK) as it finishes, so a hook
+ * sees and may edit exactly what TransformerLens' hook of that name holds.
+ * The matmuls are 3.5's, the LayerNorm, GELU and softmax 3.10's.
  * ---------------------------------------------------------------------- */
 
 /* Query rows per block of the causal attention: a block of R queries
