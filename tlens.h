@@ -50,6 +50,7 @@
  *      2.6 Tensors, hooks and the run context
  *      2.7 .npy files (not with TLENS_NO_STDIO)
  *      2.8 The interpretability toolkit
+ *      2.10 Steering and interventions
  *   3. Implementation
  *      3.1 Errors, allocation, files
  *      3.2 Half-precision conversion, little-endian reads
@@ -66,6 +67,7 @@
  *      3.13 The interpretability toolkit: loss, generation, ablation, patching,
  *           the residual stream, head detection
  *      3.14 Random models, for tests and benchmarks of real shapes
+ *      3.16 Steering vectors and intervention files
  *   4. License
  *
  * COMPILE-TIME OPTIONS (define before including with TLENS_IMPLEMENTATION)
@@ -608,6 +610,39 @@ TLENS_API tlens_result tlens_detect_heads(tlens_ctx *ctx,
                                           int kind,
                                           const tlens_detect_options *opt,
                                           float *scores, tlens_error *err);
+
+/* ------------------------------------------------------------------------
+ * 2.10 Steering and interventions
+ *
+ * Edits made by hooks the context owns (remove one with tlens_remove_hook,
+ * all with tlens_reset_hooks), like tlens_add_ablation's.
+ *
+ * Positions are positions in the token sequence: 0 is the first token (a
+ * padding token too), and a run that continues the key/value cache starts
+ * at the number of cached tokens. So an edit at position 7 is made to the
+ * 8th token whether it came with the prompt or was generated, and
+ * tlens_generate with the cache edits exactly what a run of the whole
+ * sequence would. Positions a run does not reach are left alone. For
+ * attn_scores and pattern the positions are the query positions.
+ * ---------------------------------------------------------------------- */
+
+/* The last dimension of hook point `name`: d_model for the residual
+ * stream, d_head for q, k, v and z, d_mlp for mlp.hook_pre / hook_post, 1
+ * for the LayerNorm scales; 0 when there is no such point or its last
+ * dimension changes with the run (hook_tokens, attn_scores, pattern). */
+TLENS_API int tlens_hook_last_dim(const tlens_ctx *ctx, const char *name);
+
+/* Steering: add coef * vec along the last axis of every hook point that
+ * `pattern` (an exact name or a glob) names, at every position (positions
+ * NULL or n_positions 0) or at the n_positions listed; for head-indexed
+ * points, to every head. n must equal the points' last dimension. The
+ * vector is copied. Returns a hook handle > 0, or 0 with err filled
+ * (TLENS_ERR_SHAPE: a length mismatch; TLENS_ERR_NOT_FOUND: no point
+ * matches). Typical: "blocks.6.hook_resid_pre" with a steering vector. */
+TLENS_API int tlens_add_steering(tlens_ctx *ctx, const char *pattern,
+                                 const float *vec, int n, float coef,
+                                 const int *positions, int n_positions,
+                                 tlens_error *err);
 
 #ifdef __cplusplus
 }
@@ -6939,6 +6974,400 @@ TLENS_DEF tlens_result tlens_init_random(tlens_model **out, const tlens_config *
     *out = m;
     tlens__ok(err);
     return TLENS_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * 3.16 Steering vectors and intervention files
+ *
+ * Every intervention is a hook the context owns (as ablation and patching
+ * are), its state one tlens__iv: the operation, the head and positions it
+ * edits, its data (copied when added). The hook sees the activation as
+ * rows along the last axis ([b, p, D]: b*p rows of D; [b, p, h, dh]: one
+ * row per head; [b, h, q, k]: a row of keys per query) and edits the rows
+ * its head and positions select. A row's position is absolute: the number
+ * of tokens the key/value cache held before the run, plus its index in the
+ * run, so that cached generation edits what a run of the whole sequence
+ * would.
+ * ---------------------------------------------------------------------- */
+enum {
+    TLENS__IV_ZERO, TLENS__IV_MEAN, TLENS__IV_SCALE, TLENS__IV_ADD, TLENS__IV_PROJECT, TLENS__IV_REPLACE,
+    TLENS__IV_OPS
+};
+
+typedef struct tlens__iv {
+    int op;
+    int head;               /* -1: every head */
+    int *positions;         /* absolute positions; NULL: every position */
+    int n_positions;
+    float factor;           /* scale */
+    float *vec;             /* add: coef * vector; project_out: the unit direction */
+    int n;                  /* its length: the point's last dimension */
+    tlens_tensor source;    /* replace: [batch, pos, ...] of the whole sequence */
+    const tlens_ctx *ctx;   /* for the number of cached positions */
+    const tlens_allocator *alloc;
+    double *mean;           /* mean: per-feature sums, grown as needed */
+    size_t mean_cap;
+} tlens__iv;
+
+/* A hook's tensor as rows along its last axis. hook_tokens [b, p] has the
+ * position last: there each value is a row of one. */
+typedef struct tlens__rows {
+    size_t n, width;
+    int rd;                 /* axes 0 .. rd-1 number the rows */
+    int pos_axis, head_axis;
+} tlens__rows;
+
+static void tlens__rows_init(tlens__rows *r, const char *name, const tlens_tensor *t) {
+    tlens__point_axes(name, t->ndim, &r->head_axis, &r->pos_axis);
+    r->rd = r->pos_axis == t->ndim - 1 ? t->ndim : t->ndim - 1;
+    r->width = r->rd == t->ndim ? 1 : (size_t)t->shape[t->ndim - 1];
+    r->n = tlens_tensor_numel(t) / r->width;
+}
+
+/* Row i's coordinates c[0 .. rd-1]. Returns its feature index: the
+ * coordinates other than batch and position, flattened (what a mean over
+ * batch and positions keeps apart). */
+static size_t tlens__row_coords(const tlens__rows *r, const tlens_tensor *t, size_t i, int *c) {
+    size_t f = 0, mul = 1;
+    int d;
+    for (d = r->rd - 1; d >= 0; d--) {
+        c[d] = (int)(i % (size_t)t->shape[d]);
+        i /= (size_t)t->shape[d];
+        if (d == 0 || d == r->pos_axis) continue;
+        f += (size_t)c[d] * mul;
+        mul *= (size_t)t->shape[d];
+    }
+    return f;
+}
+
+/* Does the intervention edit the row at coordinates c? *pos gets the row's
+ * absolute position. */
+static int tlens__iv_selects(const tlens__iv *iv, const tlens__rows *r, const int *c, int *pos) {
+    int k;
+    *pos = iv->ctx->kv_len + c[r->pos_axis];
+    if (iv->head >= 0 && (r->head_axis < 0 || c[r->head_axis] != iv->head)) return 0;
+    if (!iv->positions) return 1;
+    for (k = 0; k < iv->n_positions; k++)
+        if (iv->positions[k] == *pos) return 1;
+    return 0;
+}
+
+/* "mean": every selected value becomes its feature's mean over the batch
+ * and all positions of the run (summed first, then written). */
+static int tlens__iv_mean(tlens__iv *iv, const tlens__rows *r, tlens_tensor *t) {
+    size_t per = r->n / ((size_t)t->shape[0] * (size_t)t->shape[r->pos_axis]); /* feature rows */
+    size_t need = per * r->width, i, w;
+    double count = (double)(r->n / per);
+    int c[TLENS_MAX_DIMS], pos;
+    if (need > iv->mean_cap) {
+        tlens__free(iv->alloc, iv->mean);
+        iv->mean = (double *)tlens__alloc(iv->alloc, need * sizeof(double));
+        iv->mean_cap = iv->mean ? need : 0;
+        if (!iv->mean) return TLENS__STOP_NOMEM;
+    }
+    memset(iv->mean, 0, need * sizeof(double));
+    for (i = 0; i < r->n; i++) {
+        const float *x = t->data + i * r->width;
+        double *m = iv->mean + tlens__row_coords(r, t, i, c) * r->width;
+        for (w = 0; w < r->width; w++) m[w] += x[w];
+    }
+    for (i = 0; i < r->n; i++) {
+        float *x = t->data + i * r->width;
+        const double *m = iv->mean + tlens__row_coords(r, t, i, c) * r->width;
+        if (!tlens__iv_selects(iv, r, c, &pos)) continue;
+        for (w = 0; w < r->width; w++) x[w] = (float)(m[w] / count);
+    }
+    return 0;
+}
+
+/* "replace": the source's offset of the row at coordinates c and absolute
+ * position pos, or (size_t)-1 when the source does not reach it. */
+static size_t tlens__iv_source_row(const tlens__iv *iv, const tlens__rows *r, const int *c, int pos) {
+    const tlens_tensor *s = &iv->source;
+    size_t off = 0;
+    int d;
+    for (d = 0; d < r->rd; d++) {
+        int v = d == r->pos_axis ? pos : c[d];
+        if (v >= s->shape[d]) return (size_t)-1;
+        off = off * (size_t)s->shape[d] + (size_t)v;
+    }
+    return r->rd < s->ndim ? off * (size_t)s->shape[s->ndim - 1] : off;
+}
+
+/* The source has the activation's axes, each as long, except the
+ * positions and the keys of attn_scores / pattern (the whole sequence's,
+ * at least as long; the positions are checked row by row). */
+static int tlens__iv_source_fits(const tlens__iv *iv, const tlens__rows *r, const tlens_tensor *t) {
+    int d;
+    if (iv->source.ndim != t->ndim) return 0;
+    for (d = 0; d < t->ndim; d++) {
+        int keys = d == t->ndim - 1 && r->pos_axis == 2;
+        if (d == r->pos_axis) continue;
+        if (keys ? t->shape[d] > iv->source.shape[d] : t->shape[d] != iv->source.shape[d]) return 0;
+    }
+    return 1;
+}
+
+/* Edit one selected row x (width values). */
+static int tlens__iv_row(const tlens__iv *iv, const tlens__rows *r, float *x, const int *c, int pos) {
+    size_t w, n = r->width, off;
+    double dot = 0;
+    switch (iv->op) {
+    case TLENS__IV_ZERO:
+        memset(x, 0, n * sizeof(float));
+        break;
+    case TLENS__IV_SCALE:
+        for (w = 0; w < n; w++) x[w] *= iv->factor;
+        break;
+    case TLENS__IV_ADD:
+        for (w = 0; w < n; w++) x[w] += iv->vec[w];
+        break;
+    case TLENS__IV_PROJECT: /* x -= (x . u) u */
+        for (w = 0; w < n; w++) dot += (double)x[w] * (double)iv->vec[w];
+        for (w = 0; w < n; w++) x[w] -= (float)(dot * (double)iv->vec[w]);
+        break;
+    default: /* TLENS__IV_REPLACE */
+        off = tlens__iv_source_row(iv, r, c, pos);
+        if (off == (size_t)-1) return TLENS__STOP_SHAPE;
+        memcpy(x, iv->source.data + off, n * sizeof(float));
+        break;
+    }
+    return 0;
+}
+
+static int tlens__iv_hook(const char *name, int layer, tlens_tensor *t, void *user) {
+    tlens__iv *iv = (tlens__iv *)user;
+    tlens__rows r;
+    size_t i;
+    int c[TLENS_MAX_DIMS], pos, stop;
+    (void)layer;
+    tlens__rows_init(&r, name, t);
+    if ((iv->op == TLENS__IV_ADD || iv->op == TLENS__IV_PROJECT) && r.width != (size_t)iv->n) return TLENS__STOP_SHAPE;
+    if (iv->op == TLENS__IV_REPLACE && !tlens__iv_source_fits(iv, &r, t)) return TLENS__STOP_SHAPE;
+    if (iv->op == TLENS__IV_MEAN) return tlens__iv_mean(iv, &r, t);
+    for (i = 0; i < r.n; i++) {
+        tlens__row_coords(&r, t, i, c);
+        if (!tlens__iv_selects(iv, &r, c, &pos)) continue;
+        if ((stop = tlens__iv_row(iv, &r, t->data + i * r.width, c, pos))) return stop;
+    }
+    return 0;
+}
+
+/* ---- checks against the model, when an intervention is added ---- */
+
+static int tlens__point_index(const tlens_ctx *ctx, const char *name) {
+    int i;
+    for (i = 0; i < ctx->n_points; i++)
+        if (strcmp(ctx->points[i].name, name) == 0) return i;
+    return -1;
+}
+
+/* Point i's shape: returns its number of axes and fills dims, with -1
+ * where the length depends on the run (batch, positions, keys). */
+static int tlens__point_dims(const tlens_ctx *ctx, int i, int *dims) {
+    const tlens_config *c = &ctx->m->cfg;
+    int nd = 3, last = c->d_model;
+    dims[0] = dims[1] = dims[2] = dims[3] = -1;
+    if (i == TLENS__HP_TOKENS) return 2;
+    if (i >= tlens__post_point(ctx, 0)) {
+        if (i == tlens__post_point(ctx, TLENS__HP_LNF_SCALE)) last = 1;
+    } else if (i >= TLENS__HP_GLOBAL_PRE) {
+        switch ((i - TLENS__HP_GLOBAL_PRE) % TLENS__HP_PER_BLOCK) {
+        case TLENS__HP_LN1_SCALE: case TLENS__HP_LN2_SCALE:
+            last = 1;
+            break;
+        case TLENS__HP_MLP_PRE: case TLENS__HP_MLP_POST:
+            last = c->d_mlp;
+            break;
+        case TLENS__HP_ATTN_IN: case TLENS__HP_Q_INPUT: case TLENS__HP_K_INPUT: case TLENS__HP_V_INPUT:
+        case TLENS__HP_RESULT:
+            nd = 4;
+            dims[2] = c->n_heads;
+            break;
+        case TLENS__HP_Q: case TLENS__HP_K: case TLENS__HP_V: case TLENS__HP_Z:
+            nd = 4;
+            dims[2] = c->n_heads;
+            last = c->d_head;
+            break;
+        case TLENS__HP_ATTN_SCORES: case TLENS__HP_PATTERN: /* [b, h, q, keys] */
+            dims[1] = c->n_heads;
+            return 4;
+        default:
+            break;
+        }
+    }
+    dims[nd - 1] = last;
+    return nd;
+}
+
+TLENS_DEF int tlens_hook_last_dim(const tlens_ctx *ctx, const char *name) {
+    int dims[TLENS_MAX_DIMS], i = ctx && name ? tlens__point_index(ctx, name) : -1, nd;
+    if (i < 0) return 0;
+    nd = tlens__point_dims(ctx, i, dims);
+    return dims[nd - 1] > 0 ? dims[nd - 1] : 0;
+}
+
+/* A shape for messages: "[2, 5, 64]", or for a point "[batch, pos, 64]". */
+static void tlens__shape_text(char *out, size_t cap, const int *dims, int nd, int pos_axis) {
+    tlens__buf b;
+    int d;
+    b.p = out; b.cap = cap; b.len = 0;
+    tlens__putc(&b, '[');
+    for (d = 0; d < nd; d++) {
+        if (d) tlens__puts(&b, ", ");
+        if (dims[d] >= 0) tlens__puti(&b, dims[d]);
+        else tlens__puts(&b, d == 0 ? "batch" : d == pos_axis ? "pos" : "keys");
+    }
+    tlens__putc(&b, ']');
+    tlens__putc(&b, '\0');
+    if (cap) out[cap - 1] = '\0';
+}
+
+/* The source of "replace" against point i: the same axes, the fixed ones
+ * as long, and every listed position inside it. */
+static tlens_result tlens__iv_check_source(const tlens_ctx *ctx, int i, const tlens__iv *iv, const char *pre,
+                                           tlens_error *err) {
+    const char *name = ctx->points[i].name;
+    int dims[TLENS_MAX_DIMS], nd = tlens__point_dims(ctx, i, dims), head_axis, pos_axis, d, k, ok;
+    char want[64], have[64];
+    tlens__point_axes(name, nd, &head_axis, &pos_axis);
+    ok = iv->source.ndim == nd;
+    for (d = 0; ok && d < nd; d++) ok = dims[d] < 0 || iv->source.shape[d] == dims[d];
+    if (!ok) {
+        tlens__shape_text(want, sizeof want, dims, nd, pos_axis);
+        tlens__shape_text(have, sizeof have, iv->source.shape, iv->source.ndim, -1);
+        return tlens__fail(err, TLENS_ERR_SHAPE, "%s\"file\": shape %s does not fit %s %s", pre, have, name, want);
+    }
+    for (k = 0; k < iv->n_positions; k++)
+        if (iv->positions[k] >= iv->source.shape[pos_axis])
+            return tlens__fail(err, TLENS_ERR_SHAPE, "%s\"positions\": %d is beyond the %d positions of \"file\"", pre,
+                               iv->positions[k], iv->source.shape[pos_axis]);
+    return TLENS_OK;
+}
+
+/* Can the intervention edit point i? `pre` starts every message ("exp.json:
+ * entry 2: "), vec_key names where the vector came from. */
+static tlens_result tlens__iv_check_point(const tlens_ctx *ctx, int i, const tlens__iv *iv, const char *pre,
+                                          const char *vec_key, tlens_error *err) {
+    const char *name = ctx->points[i].name;
+    int dims[TLENS_MAX_DIMS], nd = tlens__point_dims(ctx, i, dims), head_axis, pos_axis;
+    tlens__point_axes(name, nd, &head_axis, &pos_axis);
+    if (iv->head >= 0 && head_axis < 0)
+        return tlens__fail(err, TLENS_ERR_ARG, "%s\"head\": %s has no head axis", pre, name);
+    if (iv->op == TLENS__IV_ADD || iv->op == TLENS__IV_PROJECT) {
+        if (dims[nd - 1] < 0)
+            return tlens__fail(err, TLENS_ERR_ARG, "%s\"hook\": the last axis of %s changes with the run: no vector fits it",
+                               pre, name);
+        if (dims[nd - 1] != iv->n)
+            return tlens__fail(err, TLENS_ERR_SHAPE, "%s\"%s\": %d values, but the last axis of %s has %d", pre, vec_key,
+                               iv->n, name, dims[nd - 1]);
+    }
+    return iv->op == TLENS__IV_REPLACE ? tlens__iv_check_source(ctx, i, iv, pre, err) : TLENS_OK;
+}
+
+/* Every point `pattern` matches must take the intervention; at least one
+ * must match. Optional points count even when they are off. */
+static tlens_result tlens__iv_check(const tlens_ctx *ctx, const char *pattern, const tlens__iv *iv, const char *pre,
+                                    const char *vec_key, tlens_error *err) {
+    const tlens_config *c = &ctx->m->cfg;
+    int i, k, matched = 0;
+    tlens_result r;
+    if (iv->head >= c->n_heads)
+        return tlens__fail(err, TLENS_ERR_ARG, "%s\"head\": %d, but the model has %d heads", pre, iv->head, c->n_heads);
+    for (k = 0; k < iv->n_positions; k++)
+        if (iv->positions[k] >= c->n_ctx)
+            return tlens__fail(err, TLENS_ERR_ARG, "%s\"positions\": %d is beyond the model's n_ctx %d", pre,
+                               iv->positions[k], c->n_ctx);
+    for (i = 0; i < ctx->n_points; i++) {
+        if (!tlens__glob(pattern, ctx->points[i].name)) continue;
+        matched++;
+        if ((r = tlens__iv_check_point(ctx, i, iv, pre, vec_key, err))) return r;
+    }
+    if (!matched) return tlens__fail(err, TLENS_ERR_NOT_FOUND, "%s\"hook\": no hook point matches %s", pre, pattern);
+    return TLENS_OK;
+}
+
+/* ---- adding interventions as hooks ---- */
+
+static void tlens__iv_free(void *p) {
+    tlens__iv *iv = (tlens__iv *)p;
+    tlens__free(iv->alloc, iv->positions);
+    tlens__free(iv->alloc, iv->vec);
+    tlens__free(iv->alloc, iv->source.data);
+    tlens__free(iv->alloc, iv->mean);
+    tlens__free(iv->alloc, iv);
+}
+
+/* The hook's own copy of `proto` (whose arrays are borrowed): add's vector
+ * times coef, project_out's direction made a unit vector. NULL when out of
+ * memory. */
+static tlens__iv *tlens__iv_copy(tlens_ctx *ctx, const tlens__iv *proto, float coef) {
+    tlens__iv *iv = (tlens__iv *)tlens__calloc(ctx->alloc, sizeof *iv);
+    size_t n = (size_t)proto->n, w, src = proto->source.data ? tlens_tensor_numel(&proto->source) : 0;
+    double norm = 0;
+    if (!iv) return NULL;
+    *iv = *proto;
+    iv->positions = NULL; iv->vec = NULL; iv->source.data = NULL; iv->mean = NULL; iv->mean_cap = 0;
+    iv->ctx = ctx;
+    iv->alloc = ctx->alloc;
+    if ((proto->n_positions && !(iv->positions = (int *)tlens__alloc(ctx->alloc, (size_t)proto->n_positions * sizeof(int)))) ||
+        (proto->vec && !(iv->vec = (float *)tlens__alloc(ctx->alloc, n * sizeof(float)))) ||
+        (src && !(iv->source.data = (float *)tlens__alloc(ctx->alloc, src * sizeof(float))))) {
+        tlens__iv_free(iv);
+        return NULL;
+    }
+    if (iv->positions) memcpy(iv->positions, proto->positions, (size_t)proto->n_positions * sizeof(int));
+    if (src) memcpy(iv->source.data, proto->source.data, src * sizeof(float));
+    if (!iv->vec) return iv;
+    for (w = 0; w < n; w++) norm += (double)proto->vec[w] * (double)proto->vec[w];
+    norm = sqrt(norm);
+    for (w = 0; w < n; w++)
+        iv->vec[w] = proto->op == TLENS__IV_PROJECT ? (float)((double)proto->vec[w] / norm) : coef * proto->vec[w];
+    return iv;
+}
+
+static int tlens__iv_add(tlens_ctx *ctx, const char *pattern, const tlens__iv *proto, float coef) {
+    tlens__iv *iv = tlens__iv_copy(ctx, proto, coef);
+    int handle;
+    if (!iv) return 0;
+    handle = tlens__hook_push(ctx, pattern, NULL, NULL, tlens__iv_hook, iv);
+    if (!handle) {
+        tlens__iv_free(iv);
+        return 0;
+    }
+    ctx->hooks[ctx->n_hooks - 1].owned = iv;
+    ctx->hooks[ctx->n_hooks - 1].owned_free = tlens__iv_free;
+    return handle;
+}
+
+TLENS_DEF int tlens_add_steering(tlens_ctx *ctx, const char *pattern, const float *vec, int n, float coef,
+                                 const int *positions, int n_positions, tlens_error *err) {
+    tlens__iv proto;
+    int k, handle;
+    if (!ctx || !pattern || !vec || n < 1 || n_positions < 0 || (n_positions > 0 && !positions)) {
+        tlens__fail(err, TLENS_ERR_ARG, "tlens_add_steering: needs a context, a hook name and a vector of n >= 1 values");
+        return 0;
+    }
+    for (k = 0; k < n_positions; k++)
+        if (positions[k] < 0) {
+            tlens__fail(err, TLENS_ERR_ARG, "tlens_add_steering: position %d is negative", positions[k]);
+            return 0;
+        }
+    memset(&proto, 0, sizeof proto);
+    proto.op = TLENS__IV_ADD;
+    proto.head = -1;
+    proto.positions = n_positions ? (int *)positions : NULL; /* borrowed: the hook copies it */
+    proto.n_positions = n_positions;
+    proto.vec = (float *)vec;
+    proto.n = n;
+    if (tlens__iv_check(ctx, pattern, &proto, "tlens_add_steering: ", "vec", err)) return 0;
+    handle = tlens__iv_add(ctx, pattern, &proto, coef);
+    if (!handle) {
+        tlens__fail(err, TLENS_ERR_NOMEM, "tlens_add_steering: out of memory");
+        return 0;
+    }
+    tlens__ok(err);
+    return handle;
 }
 
 #endif /* TLENS_IMPLEMENTATION_DONE */
