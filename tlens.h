@@ -644,6 +644,81 @@ TLENS_API int tlens_add_steering(tlens_ctx *ctx, const char *pattern,
                                  const int *positions, int n_positions,
                                  tlens_error *err);
 
+/* Intervention files: one JSON file describing a whole experiment's edits,
+ * an array of objects applied in the file's order (hooks on one point run
+ * in the order added, so two entries on one point compose in file order):
+ *
+ *   [
+ *     {"hook": "blocks.3.attn.hook_z", "head": 5, "op": "zero"},
+ *     {"hook": "blocks.*.hook_resid_pre", "positions": [0, 1], "op": "scale",
+ *      "factor": 0.5},
+ *     {"hook": "blocks.6.hook_resid_pre", "op": "add", "file": "love.npy",
+ *      "coef": 4},
+ *     {"hook": "blocks.2.hook_resid_post", "op": "project_out",
+ *      "direction": [0.1, -0.3, ...]},
+ *     {"hook": "blocks.1.hook_mlp_out", "op": "replace", "file": "clean.npy"}
+ *   ]
+ *
+ * Keys of every entry:
+ *   "hook"       required; an exact hook point name or a glob ('*', '?')
+ *                that must match at least one point
+ *   "op"         required; one of the operations below
+ *   "head"       optional integer: only this head (the point must have a
+ *                head axis: q, k, v, z, result, attn_scores, pattern, the
+ *                per-head inputs); default every head
+ *   "positions"  optional non-empty list of integers >= 0: only these
+ *                positions (see the top of 2.10); default every position
+ * The operations and their own keys ("file" is a .npy path, relative to
+ * the intervention file's folder; 1-D for a vector):
+ *   "zero"         set to 0
+ *   "mean"         set each value to its mean over the batch and every
+ *                  position of the run (as TLENS_ABLATE_MEAN; during
+ *                  cached generation a run is one token, so it changes
+ *                  nothing then)
+ *   "scale"        multiply by "factor" (a number, required)
+ *   "add"          add "coef" (a number, default 1) times a vector along the
+ *                  last axis: "vector" (a list of numbers) or "file"
+ *   "project_out"  remove the component along a direction of the last
+ *                  axis: x -= (x . u) u, u = direction / |direction|;
+ *                  "direction" (a list of numbers) or "file"
+ *   "replace"      take the values from "file", an array shaped like the
+ *                  point's activation over the whole sequence ([batch, pos,
+ *                  ...]): position p takes the file's position p, so it
+ *                  must cover every position edited
+ * Parsing is strict: unknown keys or operations, keys that do not belong to
+ * the operation, repeated keys, wrong types, missing keys and files fail,
+ * as do (when the entries are added to a context) hooks that match nothing,
+ * heads and shapes that do not fit; the message names the file, the entry
+ * (counted from 0) and the key: "exp.json: entry 2: \"factor\" must be a
+ * number". Parsing reads every file once: the same file always gives the
+ * same edits. */
+typedef struct tlens_interventions tlens_interventions;
+
+/* Parse the JSON text json[0..len). `what` names it in messages (NULL:
+ * "interventions"); relative "file" paths are taken from folder `dir`
+ * (NULL: as written). With TLENS_NO_STDIO entries with "file" fail.
+ * `alloc` may be NULL. */
+TLENS_API tlens_result tlens_interventions_parse(tlens_interventions **out,
+                                                 const char *json, size_t len,
+                                                 const char *what,
+                                                 const char *dir,
+                                                 const tlens_allocator *alloc,
+                                                 tlens_error *err);
+/* Read and parse a file (not with TLENS_NO_STDIO). */
+TLENS_API tlens_result tlens_interventions_load(tlens_interventions **out,
+                                                const char *path,
+                                                const tlens_allocator *alloc,
+                                                tlens_error *err);
+TLENS_API int tlens_interventions_count(const tlens_interventions *iv);
+/* Add every entry to the context as a hook, in order (the data is copied:
+ * iv may be freed afterwards). handles (NULL, or room for
+ * tlens_interventions_count) receives each entry's hook handle. On failure
+ * none of the entries stays added. */
+TLENS_API tlens_result tlens_add_interventions(tlens_ctx *ctx,
+                                               const tlens_interventions *iv,
+                                               int *handles, tlens_error *err);
+TLENS_API void tlens_interventions_free(tlens_interventions *iv);
+
 #ifdef __cplusplus
 }
 #endif
@@ -7368,6 +7443,439 @@ TLENS_DEF int tlens_add_steering(tlens_ctx *ctx, const char *pattern, const floa
     }
     tlens__ok(err);
     return handle;
+}
+
+/* ---- intervention files ---- */
+
+static const char *const tlens__iv_op_names[TLENS__IV_OPS] = {"zero", "mean", "scale", "add", "project_out",
+                                                               "replace"};
+
+typedef struct tlens__iv_entry {
+    char *hook;
+    tlens__iv proto;        /* op, head, positions, factor, vector, source: owned here */
+    float coef;
+    const char *vec_key;    /* "vector", "direction" or "file": for messages */
+} tlens__iv_entry;
+
+struct tlens_interventions {
+    tlens_allocator alloc;
+    char *what;             /* the file's name, for messages */
+    tlens__iv_entry *entries;
+    int n;
+};
+
+/* The keys an entry may have, and the operations each belongs to. */
+enum {
+    TLENS__IVK_HOOK, TLENS__IVK_OP, TLENS__IVK_HEAD, TLENS__IVK_POSITIONS, TLENS__IVK_FACTOR, TLENS__IVK_COEF,
+    TLENS__IVK_VECTOR, TLENS__IVK_DIRECTION, TLENS__IVK_FILE, TLENS__IVK_COUNT
+};
+typedef struct tlens__iv_key {
+    const char *name;
+    unsigned ops;
+} tlens__iv_key;
+#define TLENS__IV_ALL ((1u << TLENS__IV_OPS) - 1u)
+static const tlens__iv_key tlens__iv_keys[TLENS__IVK_COUNT] = {
+    {"hook", TLENS__IV_ALL}, {"op", TLENS__IV_ALL}, {"head", TLENS__IV_ALL}, {"positions", TLENS__IV_ALL},
+    {"factor", 1u << TLENS__IV_SCALE}, {"coef", 1u << TLENS__IV_ADD}, {"vector", 1u << TLENS__IV_ADD},
+    {"direction", 1u << TLENS__IV_PROJECT},
+    {"file", (1u << TLENS__IV_ADD) | (1u << TLENS__IV_PROJECT) | (1u << TLENS__IV_REPLACE)}};
+
+/* What one entry's parse needs; every message starts "what: entry i: ". */
+typedef struct tlens__iv_parse {
+    tlens_interventions *s;
+    const tlens__json *j;
+    const char *dir;
+    tlens_error *err;
+    tlens__iv_entry *e;
+    int index;
+    int member[TLENS__IVK_COUNT]; /* each key's value node, or -1 */
+} tlens__iv_parse;
+
+/* The top level of an intervention file is an array (tlens__json_parse
+ * wants an object). */
+static tlens_result tlens__json_parse_array(tlens__json *j, const char *text, size_t len, const char *what,
+                                            const tlens_allocator *a, tlens_error *err) {
+    memset(j, 0, sizeof *j);
+    j->p = j->start = text;
+    j->end = text + len;
+    j->alloc = a;
+    j->what = what;
+    j->err = err;
+    tlens__json_skip_ws(j);
+    if (j->p >= j->end || *j->p != '[') {
+        tlens__json_error(j, "expected an array of interventions");
+    } else if (tlens__json_value(j, 0) >= 0) {
+        tlens__json_skip_ws(j);
+        if (j->p != j->end) tlens__json_error(j, "text after the end");
+    }
+    if (j->failed) {
+        tlens__json_free(j);
+        return err ? err->code : TLENS_ERR_FORMAT;
+    }
+    return TLENS_OK;
+}
+
+static const tlens__json_node *tlens__iv_node(const tlens__iv_parse *p, int key) {
+    return p->member[key] >= 0 ? &p->j->nodes[p->member[key]] : NULL;
+}
+
+/* A string value, decoded into memory of the allocator (the decoded text
+ * is never longer than the escaped one). */
+static char *tlens__iv_string(const tlens__iv_parse *p, const tlens__json_node *n) {
+    char *s = (char *)tlens__alloc(&p->s->alloc, n->len + 1);
+    if (s) tlens__json_decode(n, s, n->len + 1);
+    return s;
+}
+
+/* Find each member's key; unknown and repeated keys fail. */
+static tlens_result tlens__iv_members(tlens__iv_parse *p, int obj) {
+    const tlens__json *j = p->j;
+    int c, k;
+    for (k = 0; k < TLENS__IVK_COUNT; k++) p->member[k] = -1;
+    if (j->nodes[obj].type != TLENS__JSON_OBJECT)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: an intervention must be an object", p->s->what,
+                           p->index);
+    for (c = j->nodes[obj].first; c >= 0; c = j->nodes[c].next) {
+        const tlens__json_node *key = &j->nodes[j->nodes[c].key];
+        char name[40];
+        for (k = 0; k < TLENS__IVK_COUNT && !tlens__json_str_eq(key, tlens__iv_keys[k].name); k++) {}
+        if (k == TLENS__IVK_COUNT) {
+            if (tlens__json_decode(key, name, sizeof name) == (size_t)-1) memcpy(name, "(a long key)", 13);
+            return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: unknown key \"%s\"", p->s->what, p->index, name);
+        }
+        if (p->member[k] >= 0)
+            return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: key \"%s\" appears twice", p->s->what, p->index,
+                               tlens__iv_keys[k].name);
+        p->member[k] = c;
+    }
+    return TLENS_OK;
+}
+
+/* "op": required, one of the operations; then every key present must
+ * belong to it. */
+static tlens_result tlens__iv_op(tlens__iv_parse *p) {
+    const tlens__json_node *n = tlens__iv_node(p, TLENS__IVK_OP);
+    char name[40];
+    int k;
+    if (!n) return tlens__fail(p->err, TLENS_ERR_MISSING, "%s: entry %d: missing key \"op\"", p->s->what, p->index);
+    if (n->type != TLENS__JSON_STRING)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"op\" must be a string", p->s->what, p->index);
+    for (k = 0; k < TLENS__IV_OPS && !tlens__json_str_eq(n, tlens__iv_op_names[k]); k++) {}
+    if (k == TLENS__IV_OPS) {
+        if (tlens__json_decode(n, name, sizeof name) == (size_t)-1) memcpy(name, "(a long name)", 14);
+        return tlens__fail(p->err, TLENS_ERR_FORMAT,
+                           "%s: entry %d: \"op\": unknown operation \"%s\" (zero, mean, scale, add, project_out, replace)",
+                           p->s->what, p->index, name);
+    }
+    p->e->proto.op = k;
+    for (k = 0; k < TLENS__IVK_COUNT; k++)
+        if (p->member[k] >= 0 && !(tlens__iv_keys[k].ops & (1u << p->e->proto.op)))
+            return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: key \"%s\" does not belong to op \"%s\"",
+                               p->s->what, p->index, tlens__iv_keys[k].name, tlens__iv_op_names[p->e->proto.op]);
+    return TLENS_OK;
+}
+
+/* "hook" (required, a non-empty string) and "head" (an integer >= 0). */
+static tlens_result tlens__iv_hook_head(tlens__iv_parse *p) {
+    const tlens__json_node *n = tlens__iv_node(p, TLENS__IVK_HOOK), *h = tlens__iv_node(p, TLENS__IVK_HEAD);
+    if (!n) return tlens__fail(p->err, TLENS_ERR_MISSING, "%s: entry %d: missing key \"hook\"", p->s->what, p->index);
+    if (n->type != TLENS__JSON_STRING || n->len == 0)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"hook\" must be a hook name or glob", p->s->what,
+                           p->index);
+    if (!(p->e->hook = tlens__iv_string(p, n)))
+        return tlens__fail(p->err, TLENS_ERR_NOMEM, "%s: entry %d: out of memory", p->s->what, p->index);
+    p->e->proto.head = -1;
+    if (!h) return TLENS_OK;
+    if (h->type != TLENS__JSON_NUMBER || !h->is_integer || h->integer < 0 || h->integer > (1 << 20))
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"head\" must be an integer >= 0", p->s->what,
+                           p->index);
+    p->e->proto.head = (int)h->integer;
+    return TLENS_OK;
+}
+
+/* "positions": a non-empty list of integers >= 0. */
+static tlens_result tlens__iv_positions(tlens__iv_parse *p) {
+    const tlens__json_node *n = tlens__iv_node(p, TLENS__IVK_POSITIONS);
+    const tlens__json *j = p->j;
+    int c, k = 0, ok;
+    if (!n) return TLENS_OK;
+    ok = n->type == TLENS__JSON_ARRAY && n->first >= 0;
+    for (c = ok ? n->first : -1; c >= 0; c = j->nodes[c].next, k++)
+        ok &= j->nodes[c].type == TLENS__JSON_NUMBER && j->nodes[c].is_integer && j->nodes[c].integer >= 0 &&
+              j->nodes[c].integer < (1 << 24);
+    if (!ok)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"positions\" must be a non-empty list of integers >= 0",
+                           p->s->what, p->index);
+    p->e->proto.positions = (int *)tlens__alloc(&p->s->alloc, (size_t)k * sizeof(int));
+    if (!p->e->proto.positions)
+        return tlens__fail(p->err, TLENS_ERR_NOMEM, "%s: entry %d: out of memory", p->s->what, p->index);
+    p->e->proto.n_positions = k;
+    for (c = n->first, k = 0; c >= 0; c = j->nodes[c].next, k++) p->e->proto.positions[k] = (int)j->nodes[c].integer;
+    return TLENS_OK;
+}
+
+/* A number that is a finite float. */
+static int tlens__iv_is_float(const tlens__json_node *n) {
+    return n->type == TLENS__JSON_NUMBER && n->number == n->number && n->number <= 3.4028234e38 &&
+           n->number >= -3.4028234e38;
+}
+
+/* "factor" and "coef": numbers; "coef" defaults to 1. */
+static tlens_result tlens__iv_numbers(tlens__iv_parse *p) {
+    const tlens__json_node *f = tlens__iv_node(p, TLENS__IVK_FACTOR), *c = tlens__iv_node(p, TLENS__IVK_COEF);
+    if (f && !tlens__iv_is_float(f))
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"factor\" must be a number", p->s->what, p->index);
+    if (c && !tlens__iv_is_float(c))
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"coef\" must be a number", p->s->what, p->index);
+    if (!f && p->e->proto.op == TLENS__IV_SCALE)
+        return tlens__fail(p->err, TLENS_ERR_MISSING, "%s: entry %d: op \"scale\" needs \"factor\"", p->s->what, p->index);
+    p->e->proto.factor = f ? (float)f->number : 1.0f;
+    p->e->coef = c ? (float)c->number : 1.0f;
+    return TLENS_OK;
+}
+
+/* An inline "vector" / "direction": a non-empty list of numbers. */
+static tlens_result tlens__iv_inline_vector(tlens__iv_parse *p, const tlens__json_node *n, const char *key) {
+    const tlens__json *j = p->j;
+    int c, k = 0, ok = n->type == TLENS__JSON_ARRAY && n->first >= 0;
+    for (c = ok ? n->first : -1; c >= 0; c = j->nodes[c].next, k++) ok &= tlens__iv_is_float(&j->nodes[c]);
+    if (!ok)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"%s\" must be a non-empty list of numbers",
+                           p->s->what, p->index, key);
+    if (!(p->e->proto.vec = (float *)tlens__alloc(&p->s->alloc, (size_t)k * sizeof(float))))
+        return tlens__fail(p->err, TLENS_ERR_NOMEM, "%s: entry %d: out of memory", p->s->what, p->index);
+    p->e->proto.n = k;
+    for (c = n->first, k = 0; c >= 0; c = j->nodes[c].next, k++) p->e->proto.vec[k] = (float)j->nodes[c].number;
+    return TLENS_OK;
+}
+
+#ifndef TLENS_NO_STDIO
+static int tlens__path_is_absolute(const char *path) {
+    return path[0] == '/' || path[0] == '\\' || (path[0] && path[1] == ':');
+}
+
+/* Read the .npy that "file" names (relative to p->dir) into `out`, in the
+ * allocator's memory. */
+static tlens_result tlens__iv_read_npy(tlens__iv_parse *p, const char *path, tlens_tensor *out) {
+    const tlens_allocator *a = &p->s->alloc;
+    size_t nd = p->dir && *p->dir && !tlens__path_is_absolute(path) ? strlen(p->dir) : 0, np = strlen(path), n;
+    char *full = (char *)tlens__alloc(a, nd + np + 2);
+    tlens_tensor t;
+    tlens_error e;
+    tlens_result r;
+    if (!full) return tlens__fail(p->err, TLENS_ERR_NOMEM, "%s: entry %d: out of memory", p->s->what, p->index);
+    if (nd) {
+        memcpy(full, p->dir, nd);
+        full[nd++] = '/';
+    }
+    memcpy(full + nd, path, np + 1);
+    r = tlens_npy_load(full, &t, &e);
+    tlens__free(a, full);
+    if (r) return tlens__fail(p->err, r, "%s: entry %d: \"file\": %s", p->s->what, p->index, e.message);
+    *out = t;
+    n = tlens_tensor_numel(&t);
+    out->data = (float *)tlens__alloc(a, n * sizeof(float));
+    if (out->data) memcpy(out->data, t.data, n * sizeof(float));
+    tlens_tensor_free(&t);
+    if (!out->data) return tlens__fail(p->err, TLENS_ERR_NOMEM, "%s: entry %d: out of memory", p->s->what, p->index);
+    return TLENS_OK;
+}
+#endif
+
+/* "file": a .npy holding the vector (add, project_out: 1-D) or the
+ * replacement (replace). */
+static tlens_result tlens__iv_file(tlens__iv_parse *p, const tlens__json_node *n) {
+#ifdef TLENS_NO_STDIO
+    (void)n;
+    return tlens__fail(p->err, TLENS_ERR_ARG, "%s: entry %d: \"file\": no file access in this build (TLENS_NO_STDIO)",
+                       p->s->what, p->index);
+#else
+    tlens__iv *proto = &p->e->proto;
+    tlens_tensor t;
+    tlens_result r;
+    char *path, shape[64];
+    if (n->type != TLENS__JSON_STRING || n->len == 0)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"file\" must be a path", p->s->what, p->index);
+    if (!(path = tlens__iv_string(p, n)))
+        return tlens__fail(p->err, TLENS_ERR_NOMEM, "%s: entry %d: out of memory", p->s->what, p->index);
+    r = tlens__iv_read_npy(p, path, &t);
+    if (r) {
+        tlens__free(&p->s->alloc, path);
+        return r;
+    }
+    if (proto->op == TLENS__IV_REPLACE) {
+        proto->source = t;
+    } else if (t.ndim == 1) {
+        proto->vec = t.data;
+        proto->n = t.shape[0];
+    } else {
+        tlens__shape_text(shape, sizeof shape, t.shape, t.ndim, -1);
+        r = tlens__fail(p->err, TLENS_ERR_SHAPE, "%s: entry %d: \"file\": %s holds shape %s, not a vector", p->s->what,
+                        p->index, path, shape);
+        tlens__free(&p->s->alloc, t.data);
+    }
+    tlens__free(&p->s->alloc, path);
+    return r;
+#endif
+}
+
+/* The data of add (vector), project_out (direction) and replace (file):
+ * exactly one source where there is a choice; a direction of length 0
+ * fails. */
+static tlens_result tlens__iv_data(tlens__iv_parse *p) {
+    int op = p->e->proto.op, key = op == TLENS__IV_ADD ? TLENS__IVK_VECTOR : TLENS__IVK_DIRECTION, w;
+    const tlens__json_node *inl = tlens__iv_node(p, key), *file = tlens__iv_node(p, TLENS__IVK_FILE);
+    const char *name = tlens__iv_keys[key].name;
+    tlens_result r;
+    double norm = 0;
+    if (op != TLENS__IV_ADD && op != TLENS__IV_PROJECT && op != TLENS__IV_REPLACE) return TLENS_OK;
+    if (op == TLENS__IV_REPLACE && !file)
+        return tlens__fail(p->err, TLENS_ERR_MISSING, "%s: entry %d: op \"replace\" needs \"file\"", p->s->what, p->index);
+    if (op != TLENS__IV_REPLACE && inl && file)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: give \"%s\" or \"file\", not both", p->s->what,
+                           p->index, name);
+    if (op != TLENS__IV_REPLACE && !inl && !file)
+        return tlens__fail(p->err, TLENS_ERR_MISSING, "%s: entry %d: op \"%s\" needs \"%s\" or \"file\"", p->s->what,
+                           p->index, tlens__iv_op_names[op], name);
+    p->e->vec_key = inl ? name : "file";
+    if ((r = inl ? tlens__iv_inline_vector(p, inl, name) : tlens__iv_file(p, file))) return r;
+    for (w = 0; op == TLENS__IV_PROJECT && w < p->e->proto.n; w++)
+        norm += (double)p->e->proto.vec[w] * (double)p->e->proto.vec[w];
+    if (op == TLENS__IV_PROJECT && !(norm > 0))
+        return tlens__fail(p->err, TLENS_ERR_ARG, "%s: entry %d: \"%s\" has length 0", p->s->what, p->index, p->e->vec_key);
+    return TLENS_OK;
+}
+
+static tlens_result tlens__iv_parse_entry(tlens__iv_parse *p, int obj) {
+    tlens_result r;
+    if ((r = tlens__iv_members(p, obj)) || (r = tlens__iv_op(p)) || (r = tlens__iv_hook_head(p)) ||
+        (r = tlens__iv_positions(p)) || (r = tlens__iv_numbers(p)) || (r = tlens__iv_data(p)))
+        return r;
+    return TLENS_OK;
+}
+
+TLENS_DEF void tlens_interventions_free(tlens_interventions *s) {
+    tlens_allocator a;
+    int i;
+    if (!s) return;
+    a = s->alloc;
+    for (i = 0; s->entries && i < s->n; i++) {
+        tlens__iv_entry *e = &s->entries[i];
+        tlens__free(&a, e->hook);
+        tlens__free(&a, e->proto.positions);
+        tlens__free(&a, e->proto.vec);
+        tlens__free(&a, e->proto.source.data);
+    }
+    tlens__free(&a, s->entries);
+    tlens__free(&a, s->what);
+    tlens__free(&a, s);
+}
+
+TLENS_DEF tlens_result tlens_interventions_parse(tlens_interventions **out, const char *json, size_t len,
+                                                 const char *what, const char *dir, const tlens_allocator *alloc,
+                                                 tlens_error *err) {
+    tlens_allocator a;
+    tlens_interventions *s;
+    tlens__json j;
+    tlens__iv_parse p;
+    tlens_result r;
+    int c, n = 0;
+    *out = NULL;
+    if (alloc) a = *alloc;
+    else memset(&a, 0, sizeof a);
+    s = (tlens_interventions *)tlens__calloc(&a, sizeof *s);
+    if (!s || !(s->what = tlens__strdup(&a, what ? what : "interventions"))) {
+        tlens__free(&a, s);
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory reading interventions");
+    }
+    s->alloc = a;
+    if ((r = tlens__json_parse_array(&j, json ? json : "", json ? len : 0, s->what, &s->alloc, err))) {
+        tlens_interventions_free(s);
+        return r;
+    }
+    for (c = j.nodes[0].first; c >= 0; c = j.nodes[c].next) n++;
+    s->entries = (tlens__iv_entry *)tlens__calloc(&s->alloc, (size_t)n * sizeof *s->entries);
+    r = s->entries ? TLENS_OK : tlens__fail(err, TLENS_ERR_NOMEM, "%s: out of memory", s->what);
+    memset(&p, 0, sizeof p);
+    p.s = s; p.j = &j; p.dir = dir; p.err = err;
+    for (c = j.nodes[0].first; !r && c >= 0; c = j.nodes[c].next, p.index++) {
+        p.e = &s->entries[p.index];
+        s->n = p.index + 1; /* freed with the rest when this entry fails */
+        r = tlens__iv_parse_entry(&p, c);
+    }
+    tlens__json_free(&j);
+    if (r) {
+        tlens_interventions_free(s);
+        return r;
+    }
+    *out = s;
+    tlens__ok(err);
+    return TLENS_OK;
+}
+
+#ifndef TLENS_NO_STDIO
+TLENS_DEF tlens_result tlens_interventions_load(tlens_interventions **out, const char *path,
+                                                const tlens_allocator *alloc, tlens_error *err) {
+    char *text, *dir = NULL;
+    const char *slash;
+    size_t size;
+    tlens_result r;
+    *out = NULL;
+    if ((r = tlens__read_file(alloc, path, &text, &size, err))) return r;
+    /* "file" paths are relative to the intervention file's folder */
+    slash = strrchr(path, '/');
+    if (!slash) slash = strrchr(path, '\\');
+    if (slash && !(dir = (char *)tlens__alloc(alloc, (size_t)(slash - path) + 2))) {
+        tlens__free(alloc, text);
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory reading %s", path);
+    }
+    if (dir) {
+        memcpy(dir, path, (size_t)(slash - path));
+        dir[slash - path] = '\0';
+        if (slash == path) memcpy(dir, "/", 2);
+    }
+    r = tlens_interventions_parse(out, text, size, path, dir, alloc, err);
+    tlens__free(alloc, dir);
+    tlens__free(alloc, text);
+    return r;
+}
+#endif
+
+TLENS_DEF int tlens_interventions_count(const tlens_interventions *s) { return s ? s->n : 0; }
+
+/* "what: entry i: " */
+static void tlens__iv_prefix(char *out, size_t cap, const char *what, int index) {
+    tlens__buf b;
+    b.p = out; b.cap = cap; b.len = 0;
+    tlens__puts(&b, what);
+    tlens__puts(&b, ": entry ");
+    tlens__puti(&b, index);
+    tlens__puts(&b, ": ");
+    tlens__putc(&b, '\0');
+    if (cap) out[cap - 1] = '\0';
+}
+
+TLENS_DEF tlens_result tlens_add_interventions(tlens_ctx *ctx, const tlens_interventions *s, int *handles,
+                                               tlens_error *err) {
+    char pre[200];
+    int i, added = 0, handle;
+    tlens_result r = TLENS_OK;
+    if (!ctx || !s) return tlens__fail(err, TLENS_ERR_ARG, "tlens_add_interventions: no context or interventions");
+    for (i = 0; !r && i < s->n; i++) {
+        const tlens__iv_entry *e = &s->entries[i];
+        tlens__iv_prefix(pre, sizeof pre, s->what, i);
+        if ((r = tlens__iv_check(ctx, e->hook, &e->proto, pre, e->vec_key, err))) break;
+        if (!(handle = tlens__iv_add(ctx, e->hook, &e->proto, e->coef))) {
+            r = tlens__fail(err, TLENS_ERR_NOMEM, "%sout of memory", pre);
+            break;
+        }
+        if (handles) handles[i] = handle;
+        added++;
+    }
+    /* all or nothing: the hooks just added are the last `added` ones */
+    if (r) while (added-- > 0) tlens_remove_hook(ctx, ctx->hooks[ctx->n_hooks - 1].handle);
+    else tlens__ok(err);
+    return r;
 }
 
 #endif /* TLENS_IMPLEMENTATION_DONE */

@@ -1,9 +1,12 @@
-/* Steering against independent computations: it adds exactly coef * vec
- * where it should (cached activations with and without), and steering
- * during cached generation gives the logits of runs of the whole
- * sequence.
+/* Steering and intervention files against independent computations:
+ * steering adds exactly coef * vec where it should (cached activations
+ * with and without); steering and interventions during cached generation
+ * give the logits of runs of the whole sequence; every intervention
+ * operation equals the same edit written out by hand in a hook; the
+ * parser's errors name the file, the entry and the key.
  *
- * Included from test_main.c. Everything is prefixed ts_.
+ * Included from test_main.c. Files go to build/test-tmp/, named steer-*.
+ * Everything is prefixed ts_.
  */
 #define TS_TMP "build/test-tmp/"
 
@@ -224,8 +227,403 @@ static void test_steer_generate_kv_equals_full(void) {
     tlens_free(m);
 }
 
+/* ---- intervention files ---- */
+
+/* The same edits written out by hand, index by index. kind 0: [b, p, D];
+ * 1: [b, p, h, d]; 2: [b, h, q, k] (positions are queries). */
+typedef struct ts_naive {
+    int op;                 /* 0 zero, 1 mean, 2 scale, 3 add, 4 project_out, 5 replace */
+    int kind, head;
+    const int *positions;
+    int n_positions;
+    float factor;           /* scale; add: coef */
+    const float *vec;       /* add: the vector; project_out: the direction as given */
+    const float *src;       /* replace: [B, src_T, ...], keys src_T long */
+    int src_T;
+} ts_naive;
+
+static size_t ts_index(const ts_naive *nv, int T, int H, int W, int b, int p, int h, int d) {
+    if (nv->kind == 0) return ((size_t)b * T + p) * W + d;
+    if (nv->kind == 1) return (((size_t)b * T + p) * H + h) * W + d;
+    return (((size_t)b * H + h) * T + p) * W + d;
+}
+
+static int ts_naive_selects(const ts_naive *nv, int p, int h) {
+    return (nv->head < 0 || h == nv->head) && (!nv->n_positions || ts_in(nv->positions, nv->n_positions, p));
+}
+
+static int ts_naive_hook(const char *name, int layer, tlens_tensor *t, void *user) {
+    const ts_naive *nv = (const ts_naive *)user;
+    int B = t->shape[0], T, H, W, b, p, h, d;
+    (void)name;
+    (void)layer;
+    T = nv->kind == 2 ? t->shape[2] : t->shape[1];
+    H = nv->kind == 0 ? 1 : nv->kind == 1 ? t->shape[2] : t->shape[1];
+    W = t->shape[t->ndim - 1];
+    if (nv->op == 1) { /* mean over batch and positions, per (head, d) */
+        static double mean[4096];
+        for (h = 0; h < H; h++)
+            for (d = 0; d < W; d++) {
+                double s = 0;
+                for (b = 0; b < B; b++)
+                    for (p = 0; p < T; p++) s += t->data[ts_index(nv, T, H, W, b, p, h, d)];
+                mean[h * W + d] = s / (B * T);
+            }
+        for (b = 0; b < B; b++)
+            for (p = 0; p < T; p++)
+                for (h = 0; h < H; h++)
+                    for (d = 0; d < W && ts_naive_selects(nv, p, h); d++)
+                        t->data[ts_index(nv, T, H, W, b, p, h, d)] = (float)mean[h * W + d];
+        return 0;
+    }
+    for (b = 0; b < B; b++)
+        for (p = 0; p < T; p++)
+            for (h = 0; h < H; h++) {
+                double dot = 0, norm = 0;
+                if (!ts_naive_selects(nv, p, h)) continue;
+                for (d = 0; d < W && nv->op == 4; d++) {
+                    dot += t->data[ts_index(nv, T, H, W, b, p, h, d)] * (double)nv->vec[d];
+                    norm += (double)nv->vec[d] * nv->vec[d];
+                }
+                for (d = 0; d < W; d++) {
+                    float *x = &t->data[ts_index(nv, T, H, W, b, p, h, d)];
+                    if (nv->op == 0) *x = 0;
+                    else if (nv->op == 2) *x *= nv->factor;
+                    else if (nv->op == 3) *x += nv->factor * nv->vec[d];
+                    else if (nv->op == 4) *x = (float)(*x - dot / norm * nv->vec[d]);
+                    else if (nv->kind == 2) *x = nv->src[(((size_t)b * H + h) * nv->src_T + p) * nv->src_T + d];
+                    else *x = nv->src[ts_index(nv, nv->src_T, H, W, b, p, h, d)];
+                }
+            }
+    return 0;
+}
+
+/* Run tok [B, T] with the interventions of `json` and, in another
+ * context, with the naive hook on `point`: the cached point and the
+ * logits must agree, and the edit must have changed the point. */
+static void ts_compare(tlens_model *m, const int32_t *tok, int B, int T, const char *json, const char *point,
+                       const ts_naive *nv) {
+    tlens_ctx *a, *b, *c;
+    tlens_error err;
+    tlens_interventions *iv = NULL;
+    const tlens_tensor *pa, *pb, *pc, *la, *lb;
+    size_t i, n;
+    int changed = 0;
+    tlens_ctx_new(&a, m, &err);
+    tlens_ctx_new(&b, m, &err);
+    tlens_ctx_new(&c, m, &err);
+    if (tlens_interventions_parse(&iv, json, strlen(json), "case.json", NULL, NULL, &err) != TLENS_OK ||
+        tlens_add_interventions(a, iv, NULL, &err) != TLENS_OK) {
+        tt_fail_line(__FILE__, __LINE__, "%s: %s", json, err.message);
+    } else {
+        tlens_add_hook(b, point, ts_naive_hook, (void *)nv);
+        tlens_cache_select(a, point);
+        tlens_cache_select(b, point);
+        tlens_cache_select(c, point);
+        if (tlens_run(a, tok, B, T, &err) || tlens_run(b, tok, B, T, &err) || tlens_run(c, tok, B, T, &err)) {
+            tt_fail_line(__FILE__, __LINE__, "%s: %s", json, err.message);
+        } else {
+            pa = tlens_cache_get(a, point);
+            pb = tlens_cache_get(b, point);
+            pc = tlens_cache_get(c, point);
+            la = tlens_logits(a);
+            lb = tlens_logits(b);
+            n = tlens_tensor_numel(pa);
+            for (i = 0; i < n; i++) {
+                TT_CHECK_CLOSE(pa->data[i], pb->data[i], 1e-6, 1e-5);
+                changed += !tt_close(pa->data[i], pc->data[i], 1e-6, 0);
+            }
+            for (i = 0; i < tlens_tensor_numel(la); i++) TT_CHECK_CLOSE(la->data[i], lb->data[i], 1e-5, 1e-5);
+            if (!changed) tt_fail_line(__FILE__, __LINE__, "%s changed nothing", json);
+        }
+    }
+    tlens_interventions_free(iv);
+    tlens_ctx_free(a);
+    tlens_ctx_free(b);
+    tlens_ctx_free(c);
+}
+
+/* "v": [..] text of n values that JSON holds exactly (quarters). */
+static void ts_quarters(float *v, int n, int seed, char *text, size_t cap) {
+    size_t len = 0;
+    int i;
+    for (i = 0; i < n; i++) {
+        v[i] = (float)(((i * 7 + seed) % 11) - 5) * 0.25f;
+        len += (size_t)snprintf(text + len, cap - len, "%s%g", i ? ", " : "", v[i]);
+    }
+}
+
+/* Every operation, with heads and positions, against the naive hook. */
+static void test_interventions_ops(void) {
+    static const int p13[2] = {1, 3}, p05[2] = {0, 5}, p2[1] = {2}, p04[2] = {0, 4}, p3[1] = {3}, p24[2] = {2, 4};
+    tlens_model *m = ts_model(97, 32, 31);
+    int32_t tok[2 * 6] = {5, 9, 17, 33, 2, 71, 8, 8, 40, 41, 90, 3};
+    float v8[8], v32[32], src[2 * 6 * 32], pat[2 * 4 * 6 * 6];
+    char json[2048], vt8[256], vt32[512];
+    ts_naive nv;
+    tlens_tensor st;
+    tlens_error err;
+    TT_REQUIRE(m != NULL);
+    ts_quarters(v8, 8, 1, vt8, sizeof vt8);
+    ts_quarters(v32, 32, 4, vt32, sizeof vt32);
+    ts_fill(src, 2 * 6 * 32, 41);
+    ts_fill(pat, 2 * 4 * 6 * 6, 42);
+    st = tlens__tensor(src, 3, 2, 6, 32, 0);
+    TT_REQUIRE(tlens_npy_save(TS_TMP "steer-src.npy", &st, &err) == TLENS_OK);
+    st = tlens__tensor(pat, 4, 2, 4, 6, 6);
+    TT_REQUIRE(tlens_npy_save(TS_TMP "steer-pat.npy", &st, &err) == TLENS_OK);
+    st = tlens__tensor(v32, 1, 32, 0, 0, 0);
+    TT_REQUIRE(tlens_npy_save(TS_TMP "steer-v32.npy", &st, &err) == TLENS_OK);
+#define TS_NV(op_, kind_, head_, pos_, npos_, factor_, vec_, src_, srcT_) \
+    do { nv.op = op_; nv.kind = kind_; nv.head = head_; nv.positions = pos_; nv.n_positions = npos_; \
+         nv.factor = factor_; nv.vec = vec_; nv.src = src_; nv.src_T = srcT_; } while (0)
+    TS_NV(0, 1, 2, p13, 2, 0, NULL, NULL, 0);
+    ts_compare(m, tok, 2, 6, "[{\"hook\": \"blocks.1.attn.hook_z\", \"head\": 2, \"positions\": [1, 3], \"op\": \"zero\"}]",
+               "blocks.1.attn.hook_z", &nv);
+    TS_NV(1, 1, 1, NULL, 0, 0, NULL, NULL, 0);
+    ts_compare(m, tok, 2, 6, "[{\"hook\": \"blocks.0.attn.hook_v\", \"head\": 1, \"op\": \"mean\"}]",
+               "blocks.0.attn.hook_v", &nv);
+    TS_NV(1, 0, -1, p05, 2, 0, NULL, NULL, 0);
+    ts_compare(m, tok, 2, 6, "[{\"op\": \"mean\", \"positions\": [0, 5], \"hook\": \"blocks.1.hook_resid_mid\"}]",
+               "blocks.1.hook_resid_mid", &nv);
+    TS_NV(2, 0, -1, p2, 1, -0.5f, NULL, NULL, 0);
+    ts_compare(m, tok, 2, 6, "[{\"hook\": \"blocks.1.hook_resid_mid\", \"positions\": [2], \"op\": \"scale\", \"factor\": -0.5}]",
+               "blocks.1.hook_resid_mid", &nv);
+    TS_NV(2, 2, 1, p24, 2, 0.5f, NULL, NULL, 0);
+    ts_compare(m, tok, 2, 6,
+               "[{\"hook\": \"blocks.0.attn.hook_attn_scores\", \"head\": 1, \"positions\": [2, 4], \"op\": \"scale\", "
+               "\"factor\": 0.5}]", "blocks.0.attn.hook_attn_scores", &nv);
+    TS_NV(3, 1, 3, NULL, 0, 2.0f, v8, NULL, 0);
+    snprintf(json, sizeof json, "[{\"hook\": \"blocks.0.attn.hook_z\", \"head\": 3, \"op\": \"add\", \"vector\": [%s], \"coef\": 2}]", vt8);
+    ts_compare(m, tok, 2, 6, json, "blocks.0.attn.hook_z", &nv);
+    TS_NV(3, 0, -1, p13, 2, 1.0f, v32, NULL, 0);
+    snprintf(json, sizeof json, "[{\"hook\": \"blocks.2.hook_mlp_out\", \"positions\": [1, 3], \"op\": \"add\", \"vector\": [%s]}]", vt32);
+    ts_compare(m, tok, 2, 6, json, "blocks.2.hook_mlp_out", &nv);
+    TS_NV(4, 0, -1, NULL, 0, 0, v32, NULL, 0);
+    snprintf(json, sizeof json, "[{\"hook\": \"blocks.1.hook_resid_post\", \"op\": \"project_out\", \"direction\": [%s]}]", vt32);
+    ts_compare(m, tok, 2, 6, json, "blocks.1.hook_resid_post", &nv);
+    TS_NV(4, 0, -1, p3, 1, 0, v32, NULL, 0);
+    ts_compare(m, tok, 2, 6, "[{\"hook\": \"blocks.0.hook_attn_out\", \"op\": \"project_out\", \"positions\": [3], \"file\": \""
+               TS_TMP "steer-v32.npy\"}]", "blocks.0.hook_attn_out", &nv);
+    TS_NV(5, 0, -1, p04, 2, 0, NULL, src, 6);
+    ts_compare(m, tok, 2, 6, "[{\"hook\": \"blocks.0.hook_mlp_out\", \"positions\": [0, 4], \"op\": \"replace\", \"file\": \""
+               TS_TMP "steer-src.npy\"}]", "blocks.0.hook_mlp_out", &nv);
+    TS_NV(5, 2, 0, p3, 1, 0, NULL, pat, 6);
+    ts_compare(m, tok, 2, 6, "[{\"hook\": \"blocks.1.attn.hook_pattern\", \"head\": 0, \"positions\": [3], \"op\": \"replace\", "
+               "\"file\": \"" TS_TMP "steer-pat.npy\"}]", "blocks.1.attn.hook_pattern", &nv);
+    /* a shorter run takes the first positions of the source */
+    TS_NV(5, 0, -1, NULL, 0, 0, NULL, src, 6);
+    ts_compare(m, tok, 2, 4, "[{\"hook\": \"blocks.2.hook_resid_pre\", \"op\": \"replace\", \"file\": \""
+               TS_TMP "steer-src.npy\"}]", "blocks.2.hook_resid_pre", &nv);
+#undef TS_NV
+    tlens_free(m);
+}
+
+/* Two entries on one point compose in the file's order; a glob edits
+ * every point it matches; the same file gives the same logits, bit for
+ * bit, in a fresh context. */
+static void test_interventions_order_and_determinism(void) {
+    tlens_model *m = ts_model(97, 32, 32);
+    tlens_ctx *ctx[3];
+    tlens_error err;
+    tlens_interventions *iv[3];
+    int32_t tok[5] = {1, 2, 3, 4, 5};
+    float v[32], *base, *l0;
+    char vt[512], json[3][1400];
+    const tlens_tensor *a;
+    int k, i, D = 32;
+    TT_REQUIRE(m != NULL);
+    ts_quarters(v, 32, 3, vt, sizeof vt);
+    snprintf(json[0], sizeof json[0], "[{\"hook\": \"blocks.0.hook_resid_mid\", \"op\": \"scale\", \"factor\": 2},"
+             " {\"hook\": \"blocks.0.hook_resid_mid\", \"op\": \"add\", \"vector\": [%s]}]", vt);
+    snprintf(json[1], sizeof json[1], "[{\"hook\": \"blocks.0.hook_resid_mid\", \"op\": \"add\", \"vector\": [%s]},"
+             " {\"hook\": \"blocks.0.hook_resid_mid\", \"op\": \"scale\", \"factor\": 2}]", vt);
+    memcpy(json[2], json[0], sizeof json[0]);
+    tlens_ctx_new(&ctx[0], m, &err);
+    tlens_cache_select(ctx[0], "blocks.0.hook_resid_mid");
+    TT_REQUIRE(tlens_run(ctx[0], tok, 1, 5, &err) == TLENS_OK);
+    base = ts_copy(tlens_cache_act(ctx[0], "resid_mid", 0, NULL));
+    tlens_ctx_free(ctx[0]);
+    for (k = 0; k < 3; k++) {
+        tlens_ctx_new(&ctx[k], m, &err);
+        tlens_cache_select(ctx[k], "blocks.0.hook_resid_mid");
+        TT_REQUIRE(tlens_interventions_parse(&iv[k], json[k], strlen(json[k]), "order.json", NULL, NULL, &err) == TLENS_OK);
+        TT_CHECK_INT(tlens_interventions_count(iv[k]), 2);
+        TT_REQUIRE(tlens_add_interventions(ctx[k], iv[k], NULL, &err) == TLENS_OK);
+        tlens_interventions_free(iv[k]);
+        TT_REQUIRE(tlens_run(ctx[k], tok, 1, 5, &err) == TLENS_OK);
+        a = tlens_cache_act(ctx[k], "resid_mid", 0, NULL);
+        for (i = 0; i < 5 * D; i++) /* scale then add: 2x + v; add then scale: 2(x + v) */
+            TT_CHECK_CLOSE(a->data[i], k == 1 ? 2 * (base[i] + v[i % D]) : 2 * base[i] + v[i % D], 1e-6, 1e-6);
+    }
+    l0 = tlens_logits(ctx[0])->data;
+    TT_CHECK(memcmp(l0, tlens_logits(ctx[2])->data, 5 * 97 * sizeof(float)) == 0);
+    TT_CHECK(memcmp(l0, tlens_logits(ctx[1])->data, 5 * 97 * sizeof(float)) != 0);
+    for (k = 0; k < 3; k++) tlens_ctx_free(ctx[k]);
+    free(base);
+    tlens_free(m);
+}
+
+/* One parse or add error: the code, and a message naming the file (and,
+ * when given, the entry and the key). */
+typedef struct ts_bad {
+    const char *json;
+    tlens_result code;
+    const char *entry, *key;    /* substrings of the message, or NULL */
+    int at_add;                 /* the error comes when the entries are added */
+} ts_bad;
+
+static void test_interventions_errors(void) {
+    static const ts_bad cases[] = {
+        {"{\"hook\": \"hook_embed\", \"op\": \"zero\"}", TLENS_ERR_FORMAT, NULL, "array", 0},
+        {"[{\"hook\": }]", TLENS_ERR_FORMAT, NULL, "bad JSON", 0},
+        {"[1]", TLENS_ERR_FORMAT, "entry 0", "object", 0},
+        {"[{\"hook\": \"hook_embed\", \"op\": \"zero\", \"colour\": 1}]", TLENS_ERR_FORMAT, "entry 0", "\"colour\"", 0},
+        {"[{\"hook\": \"hook_embed\", \"op\": \"zero\"}, {\"hook\": \"hook_embed\", \"op\": \"explode\"}]", TLENS_ERR_FORMAT,
+         "entry 1", "\"explode\"", 0},
+        {"[{\"hook\": \"hook_embed\"}]", TLENS_ERR_MISSING, "entry 0", "\"op\"", 0},
+        {"[{\"op\": \"zero\"}]", TLENS_ERR_MISSING, "entry 0", "\"hook\"", 0},
+        {"[{\"op\": \"zero\", \"hook\": 3}]", TLENS_ERR_FORMAT, "entry 0", "\"hook\"", 0},
+        {"[{\"op\": 7, \"hook\": \"hook_embed\"}]", TLENS_ERR_FORMAT, "entry 0", "\"op\"", 0},
+        {"[{\"op\": \"zero\", \"op\": \"zero\", \"hook\": \"hook_embed\"}]", TLENS_ERR_FORMAT, "entry 0", "\"op\" appears twice", 0},
+        {"[{\"op\": \"scale\", \"hook\": \"hook_embed\", \"factor\": \"2\"}]", TLENS_ERR_FORMAT, "entry 0", "\"factor\"", 0},
+        {"[{\"op\": \"scale\", \"hook\": \"hook_embed\"}]", TLENS_ERR_MISSING, "entry 0", "\"factor\"", 0},
+        {"[{\"op\": \"zero\", \"hook\": \"hook_embed\", \"factor\": 2}]", TLENS_ERR_FORMAT, "entry 0", "\"factor\"", 0},
+        {"[{\"op\": \"add\", \"hook\": \"hook_embed\", \"coef\": true, \"vector\": [1]}]", TLENS_ERR_FORMAT, "entry 0", "\"coef\"", 0},
+        {"[{\"op\": \"zero\", \"hook\": \"blocks.0.attn.hook_z\", \"head\": -1}]", TLENS_ERR_FORMAT, "entry 0", "\"head\"", 0},
+        {"[{\"op\": \"zero\", \"hook\": \"blocks.0.attn.hook_z\", \"head\": 1.5}]", TLENS_ERR_FORMAT, "entry 0", "\"head\"", 0},
+        {"[{\"op\": \"zero\", \"hook\": \"hook_embed\", \"positions\": [1, \"2\"]}]", TLENS_ERR_FORMAT, "entry 0", "\"positions\"", 0},
+        {"[{\"op\": \"zero\", \"hook\": \"hook_embed\", \"positions\": []}]", TLENS_ERR_FORMAT, "entry 0", "\"positions\"", 0},
+        {"[{\"op\": \"zero\", \"hook\": \"hook_embed\", \"positions\": 3}]", TLENS_ERR_FORMAT, "entry 0", "\"positions\"", 0},
+        {"[{\"op\": \"add\", \"hook\": \"hook_embed\", \"vector\": [1, \"a\"]}]", TLENS_ERR_FORMAT, "entry 0", "\"vector\"", 0},
+        {"[{\"op\": \"add\", \"hook\": \"hook_embed\", \"vector\": [1e999]}]", TLENS_ERR_FORMAT, "entry 0", "\"vector\"", 0},
+        {"[{\"op\": \"add\", \"hook\": \"hook_embed\"}]", TLENS_ERR_MISSING, "entry 0", "\"vector\"", 0},
+        {"[{\"op\": \"add\", \"hook\": \"hook_embed\", \"vector\": [1], \"file\": \"x.npy\"}]", TLENS_ERR_FORMAT, "entry 0",
+         "\"vector\" or \"file\"", 0},
+        {"[{\"op\": \"project_out\", \"hook\": \"hook_embed\", \"direction\": [0, 0]}]", TLENS_ERR_ARG, "entry 0", "\"direction\"", 0},
+        {"[{\"op\": \"project_out\", \"hook\": \"hook_embed\", \"vector\": [1]}]", TLENS_ERR_FORMAT, "entry 0", "\"vector\"", 0},
+        {"[{\"op\": \"replace\", \"hook\": \"hook_embed\"}]", TLENS_ERR_MISSING, "entry 0", "\"file\"", 0},
+        {"[{\"op\": \"replace\", \"hook\": \"hook_embed\", \"file\": \"" TS_TMP "steer-nope.npy\"}]", TLENS_ERR_IO, "entry 0",
+         "\"file\": cannot open " TS_TMP "steer-nope.npy", 0},
+        {"[{\"op\": \"add\", \"hook\": \"hook_embed\", \"file\": \"" TS_TMP "steer-src.npy\"}]", TLENS_ERR_SHAPE, "entry 0",
+         "\"file\"", 0},
+        {"[{\"op\": \"zero\", \"hook\": \"hook_embed\"}, {\"op\": \"zero\", \"hook\": \"blocks.7.hook_resid_pre\"}]",
+         TLENS_ERR_NOT_FOUND, "entry 1", "\"hook\"", 1},
+        {"[{\"op\": \"zero\", \"hook\": \"hook_embed\"}, {\"op\": \"add\", \"hook\": \"blocks.0.hook_resid_pre\", \"vector\": [1, 2]}]",
+         TLENS_ERR_SHAPE, "entry 1", "\"vector\": 2 values", 1},
+        {"[{\"op\": \"zero\", \"hook\": \"blocks.0.attn.hook_z\", \"head\": 9}]", TLENS_ERR_ARG, "entry 0", "\"head\"", 1},
+        {"[{\"op\": \"zero\", \"hook\": \"blocks.0.hook_resid_pre\", \"head\": 1}]", TLENS_ERR_ARG, "entry 0", "\"head\"", 1},
+        {"[{\"op\": \"zero\", \"hook\": \"blocks.0.hook_resid_pre\", \"positions\": [100]}]", TLENS_ERR_ARG, "entry 0",
+         "\"positions\"", 1},
+        {"[{\"op\": \"add\", \"hook\": \"blocks.0.attn.hook_pattern\", \"vector\": [1]}]", TLENS_ERR_ARG, "entry 0", "\"hook\"", 1},
+        {"[{\"op\": \"replace\", \"hook\": \"blocks.0.attn.hook_z\", \"file\": \"" TS_TMP "steer-src.npy\"}]", TLENS_ERR_SHAPE,
+         "entry 0", "\"file\": shape [2, 6, 32]", 1},
+        {"[{\"op\": \"replace\", \"hook\": \"blocks.0.hook_resid_pre\", \"positions\": [6], \"file\": \"" TS_TMP "steer-src.npy\"}]",
+         TLENS_ERR_SHAPE, "entry 0", "\"positions\"", 1},
+    };
+    static const char batch2[] = "[{\"op\": \"replace\", \"hook\": \"blocks.0.hook_resid_pre\", \"file\": \""
+                                 TS_TMP "steer-src.npy\"}]";
+    tlens_model *m = ts_model(97, 32, 33);
+    tlens_ctx *ctx;
+    tlens_error err;
+    tlens_interventions *iv;
+    size_t i;
+    float src[2 * 6 * 32];
+    int32_t tok[3] = {1, 2, 3};
+    tlens_tensor st;
+    TT_REQUIRE(m != NULL);
+    tlens_ctx_new(&ctx, m, &err);
+    ts_fill(src, 2 * 6 * 32, 41);
+    st = tlens__tensor(src, 3, 2, 6, 32, 0);
+    TT_REQUIRE(tlens_npy_save(TS_TMP "steer-src.npy", &st, &err) == TLENS_OK);
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const ts_bad *c = &cases[i];
+        tlens_result r = tlens_interventions_parse(&iv, c->json, strlen(c->json), "exp.json", NULL, NULL, &err);
+        if (c->at_add) {
+            if (r != TLENS_OK) {
+                tt_fail_line(__FILE__, __LINE__, "case %d parse: %s", (int)i, err.message);
+                continue;
+            }
+            r = tlens_add_interventions(ctx, iv, NULL, &err);
+            tlens_interventions_free(iv);
+            TT_CHECK_INT(ctx->n_hooks, 0); /* nothing stays added */
+        } else {
+            TT_CHECK(iv == NULL);
+        }
+        if (r != c->code || !strstr(err.message, "exp.json") || (c->entry && !strstr(err.message, c->entry)) ||
+            (c->key && !strstr(err.message, c->key)))
+            tt_fail_line(__FILE__, __LINE__, "case %d: code %d, want %d: %s", (int)i, (int)r, (int)c->code, err.message);
+    }
+    /* the source's batch must be the run's */
+    TT_REQUIRE(tlens_interventions_parse(&iv, batch2, strlen(batch2), "exp.json", NULL, NULL, &err) == TLENS_OK);
+    TT_REQUIRE(tlens_add_interventions(ctx, iv, NULL, &err) == TLENS_OK);
+    tlens_interventions_free(iv);
+    TT_CHECK_INT(tlens_run(ctx, tok, 1, 3, &err), TLENS_ERR_SHAPE);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
+/* An intervention file (relative "file" paths from its own folder) with
+ * replace, add and scale at prompt and generated positions: cached
+ * generation gives what runs of the whole sequence give, and
+ * tlens_generate the same tokens with and without the cache. */
+static void test_interventions_generate(void) {
+    static const char json[] =
+        "[{\"hook\": \"blocks.1.hook_resid_mid\", \"op\": \"replace\", \"positions\": [3, 7], \"file\": \"steer-mid.npy\"},\n"
+        " {\"hook\": \"blocks.0.hook_resid_post\", \"op\": \"add\", \"file\": \"steer-gv.npy\", \"coef\": 3,"
+        " \"positions\": [6, 8, 10]},\n"
+        " {\"hook\": \"blocks.2.attn.hook_z\", \"head\": 1, \"op\": \"scale\", \"factor\": -2, \"positions\": [9]}]\n";
+    tlens_model *m = ts_model(97, 32, 34);
+    tlens_ctx *kv, *full, *plain;
+    tlens_error err;
+    tlens_interventions *iv;
+    tlens_generate_options go;
+    tlens_tensor t;
+    int32_t other[13] = {7, 7, 1, 80, 3, 5, 60, 2, 9, 11, 13, 40, 6}, seq[16] = {3, 14, 15, 92, 65}, a[8], b[8];
+    float v[32];
+    int n1, n2, i;
+    TT_REQUIRE(m != NULL);
+    tlens_ctx_new(&kv, m, &err);
+    tlens_ctx_new(&full, m, &err);
+    tlens_ctx_new(&plain, m, &err);
+    tlens_cache_select(plain, "blocks.1.hook_resid_mid");
+    TT_REQUIRE(tlens_run(plain, other, 1, 13, &err) == TLENS_OK);
+    TT_REQUIRE(tlens_npy_save(TS_TMP "steer-mid.npy", tlens_cache_act(plain, "resid_mid", 1, NULL), &err) == TLENS_OK);
+    tlens_cache_clear(plain);
+    ts_fill(v, 32, 8);
+    t = tlens__tensor(v, 1, 32, 0, 0, 0);
+    TT_REQUIRE(tlens_npy_save(TS_TMP "steer-gv.npy", &t, &err) == TLENS_OK);
+    TT_REQUIRE(tu_write_file(TS_TMP "steer-gen.json", json, strlen(json)));
+    TT_REQUIRE(tlens_interventions_load(&iv, TS_TMP "steer-gen.json", NULL, &err) == TLENS_OK);
+    TT_CHECK_INT(tlens_interventions_count(iv), 3);
+    TT_REQUIRE(tlens_add_interventions(kv, iv, NULL, &err) == TLENS_OK);
+    TT_REQUIRE(tlens_add_interventions(full, iv, NULL, &err) == TLENS_OK);
+    tlens_interventions_free(iv);
+    ts_kv_steps(kv, full, plain, seq, 5, 8, 6);
+    memset(&go, 0, sizeof go);
+    go.max_new_tokens = 8;
+    go.no_stop_at_eos = 1;
+    TT_REQUIRE(tlens_generate(kv, seq, 5, &go, a, 8, &n1, &err) == TLENS_OK);
+    go.no_kv_cache = 1;
+    TT_REQUIRE(tlens_generate(full, seq, 5, &go, b, 8, &n2, &err) == TLENS_OK);
+    TT_CHECK_INT(n1, 8);
+    TT_CHECK_INT(n2, 8);
+    for (i = 0; i < 8; i++) {
+        TT_CHECK_INT(a[i], seq[5 + i]);
+        TT_CHECK_INT(b[i], seq[5 + i]);
+    }
+    tlens_ctx_free(kv);
+    tlens_ctx_free(full);
+    tlens_ctx_free(plain);
+    tlens_free(m);
+}
+
 void tests_steer(void) {
     TT_RUN(test_steer_adds_coef_vec);
     TT_RUN(test_steer_errors);
     TT_RUN(test_steer_generate_kv_equals_full);
+    TT_RUN(test_interventions_ops);
+    TT_RUN(test_interventions_order_and_determinism);
+    TT_RUN(test_interventions_errors);
+    TT_RUN(test_interventions_generate);
 }
