@@ -644,6 +644,45 @@ TLENS_API int tlens_add_steering(tlens_ctx *ctx, const char *pattern,
                                  const int *positions, int n_positions,
                                  tlens_error *err);
 
+/* A steering vector from contrasting prompts: the mean of a hook point's
+ * activation over the positive prompts minus its mean over the negative
+ * ones (activation addition, contrastive activation addition). Each
+ * prompt gives one activation vector:
+ *   default       the mean over the prompt's positions, leaving out
+ *                 position 0 when it holds BOS (50256): BOS's activation
+ *                 is the same in every prompt and, in GPT-2, far larger
+ *                 than the others, so it would only add noise;
+ *   last_token    the activation at the prompt's last token (CAA);
+ *   include_bos   the mean keeps position 0 all the same.
+ * With pca the result is instead the first principal component of the
+ * per-pair differences positive[i] - negative[i] (pairs by index, so
+ * n_pos == n_neg >= 2; the differences are centred, as PCA does; power
+ * iteration from a fixed start, so the same prompts give the same
+ * vector): a unit vector whose sign makes its dot product with the mean
+ * difference non-negative. */
+typedef struct tlens_steer_options {
+    int last_token;
+    int include_bos;
+    int pca;
+} tlens_steer_options;
+
+/* Prompts are concatenated: pos_tokens holds n_pos prompts, prompt i of
+ * pos_lens[i] tokens (BOS included when wanted: tlens_encode with
+ * prepend_bos, as tlens run does). `name` is an exact hook point of shape
+ * [batch, pos, d] (the residual stream, attn_out, mlp_out, mlp.hook_post,
+ * ...); out receives n floats, n its last dimension. Each prompt is one
+ * run of the context (its hooks stay in place, so activations can be taken
+ * under other interventions); the last run's logits and cache are those of
+ * the last prompt, and the run stops after the point's block. */
+TLENS_API tlens_result tlens_steering_vector(tlens_ctx *ctx, const char *name,
+                                             const int32_t *pos_tokens,
+                                             const int *pos_lens, int n_pos,
+                                             const int32_t *neg_tokens,
+                                             const int *neg_lens, int n_neg,
+                                             const tlens_steer_options *opt,
+                                             float *out, int n,
+                                             tlens_error *err);
+
 /* Intervention files: one JSON file describing a whole experiment's edits,
  * an array of objects applied in the file's order (hooks on one point run
  * in the order added, so two entries on one point compose in file order):
@@ -7875,6 +7914,207 @@ TLENS_DEF tlens_result tlens_add_interventions(tlens_ctx *ctx, const tlens_inter
     /* all or nothing: the hooks just added are the last `added` ones */
     if (r) while (added-- > 0) tlens_remove_hook(ctx, ctx->hooks[ctx->n_hooks - 1].handle);
     else tlens__ok(err);
+    return r;
+}
+
+/* ---- steering vectors from contrasting prompts ---- */
+
+/* The hook that takes one prompt's activation vector: the mean over its
+ * positions (from 1 when position 0 is a BOS to leave out) or its last. */
+typedef struct tlens__grab {
+    double *act;            /* (width) */
+    int width, last_token, skip_first, fired;
+} tlens__grab;
+
+static int tlens__grab_hook(const char *name, int layer, tlens_tensor *t, void *user) {
+    tlens__grab *g = (tlens__grab *)user;
+    int T = t->shape[1], first = g->last_token ? T - 1 : (g->skip_first && T > 1 ? 1 : 0), p, w;
+    (void)name;
+    (void)layer;
+    for (w = 0; w < g->width; w++) g->act[w] = 0;
+    for (p = first; p < T; p++) /* batch 1: row p of [1, T, width] */
+        for (w = 0; w < g->width; w++) g->act[w] += t->data[(size_t)p * (size_t)g->width + (size_t)w];
+    for (w = 0; w < g->width; w++) g->act[w] /= (double)(T - first);
+    g->fired = 1;
+    return 0;
+}
+
+/* Run every prompt (positives, then negatives) alone; acts receives one
+ * vector per prompt, (n_pos + n_neg, width). */
+static tlens_result tlens__steer_collect(tlens_ctx *ctx, int point, tlens__grab *g, const int32_t *const *tokens,
+                                         const int *const *lens, const int *count, const tlens_steer_options *opt,
+                                         double *acts, tlens_error *err) {
+    const char *name = ctx->points[point].name;
+    int layer = ctx->points[point].layer, L = ctx->m->cfg.n_layers, side, k, row = 0;
+    tlens_run_options ro;
+    tlens_error e;
+    memset(&ro, 0, sizeof ro);
+    ro.last_logits_only = 1;
+    /* stop after the point's block; -L: the embeddings only */
+    if (layer >= 0 && layer + 1 < L) ro.stop_at_layer = layer + 1;
+    else if (layer < 0 && point < TLENS__HP_GLOBAL_PRE) ro.stop_at_layer = -L;
+    for (side = 0; side < 2; side++) {
+        const int32_t *tok = tokens[side];
+        for (k = 0; k < count[side]; k++, row++) {
+            int len = lens[side][k];
+            if (len < 1)
+                return tlens__fail(err, TLENS_ERR_LENGTH, "tlens_steering_vector: %s prompt %d is empty",
+                                   side ? "negative" : "positive", k);
+            g->act = acts + (size_t)row * (size_t)g->width;
+            g->skip_first = !opt->include_bos && len > 1 && tok[0] == TLENS_EOT;
+            g->fired = 0;
+            if (tlens_run_ex(ctx, tok, 1, len, &ro, &e))
+                return tlens__fail(err, e.code, "tlens_steering_vector: %s prompt %d: %s", side ? "negative" : "positive",
+                                   k, e.message);
+            if (!g->fired)
+                return tlens__fail(err, TLENS_ERR_NOT_FOUND,
+                                   "tlens_steering_vector: %s did not fire (optional points need tlens_set_optional_hooks)",
+                                   name);
+            tok += len;
+        }
+    }
+    return TLENS_OK;
+}
+
+/* The first principal component of the centred pair differences
+ * x_i = (pos_i - neg_i) - mean, by power iteration on their covariance:
+ * v <- X^T (X v), normalised, without forming the (width, width) matrix.
+ * The start is pseudo-random from a fixed seed (a start orthogonal to the
+ * component would never find it); the sign follows the mean difference. */
+static tlens_result tlens__steer_pca(const tlens_allocator *a, const double *acts, int n, int W, const double *mean,
+                                     double *v, tlens_error *err) {
+    double *x = (double *)tlens__alloc(a, (size_t)n * (size_t)W * sizeof(double));
+    double *y = (double *)tlens__alloc(a, (size_t)n * sizeof(double));
+    double *next = (double *)tlens__alloc(a, (size_t)W * sizeof(double));
+    double total = 0, norm, delta, dot;
+    uint64_t rng = 0x5354454552ull; /* "STEER" */
+    int i, w, it;
+    tlens_result r = TLENS_OK;
+    if (!x || !y || !next) {
+        r = tlens__fail(err, TLENS_ERR_NOMEM, "tlens_steering_vector: out of memory for the principal component");
+        goto done;
+    }
+    for (i = 0; i < n; i++)
+        for (w = 0; w < W; w++) {
+            size_t at = (size_t)i * (size_t)W + (size_t)w;
+            x[at] = acts[at] - acts[(size_t)(n + i) * (size_t)W + (size_t)w] - mean[w];
+            total += x[at] * x[at];
+        }
+    if (!(total > 0)) {
+        r = tlens__fail(err, TLENS_ERR_ARG, "tlens_steering_vector: the pair differences are all equal: no principal component");
+        goto done;
+    }
+    for (w = 0, norm = 0; w < W; w++) {
+        v[w] = tlens__rng_uniform(&rng) - 0.5;
+        norm += v[w] * v[w];
+    }
+    for (w = 0; w < W; w++) v[w] /= sqrt(norm);
+    for (it = 0; it < 10000; it++) {
+        for (i = 0; i < n; i++)
+            for (w = 0, y[i] = 0; w < W; w++) y[i] += x[(size_t)i * (size_t)W + (size_t)w] * v[w];
+        for (w = 0; w < W; w++)
+            for (i = 0, next[w] = 0; i < n; i++) next[w] += y[i] * x[(size_t)i * (size_t)W + (size_t)w];
+        for (w = 0, norm = 0; w < W; w++) norm += next[w] * next[w];
+        if (!(norm > 0)) {
+            r = tlens__fail(err, TLENS_ERR_ARG, "tlens_steering_vector: the power iteration lost its direction");
+            goto done;
+        }
+        norm = sqrt(norm);
+        for (w = 0, delta = 0; w < W; w++) {
+            double u = next[w] / norm;
+            delta += (u - v[w]) * (u - v[w]);
+            v[w] = u;
+        }
+        if (delta < 1e-26) break;
+    }
+    for (w = 0, dot = 0; w < W; w++) dot += v[w] * mean[w];
+    if (dot < 0)
+        for (w = 0; w < W; w++) v[w] = -v[w];
+done:
+    tlens__free(a, x);
+    tlens__free(a, y);
+    tlens__free(a, next);
+    return r;
+}
+
+/* out = the principal component, as floats. */
+static tlens_result tlens__steer_pca_out(const tlens_allocator *a, const double *acts, int n_pairs, int W,
+                                         const double *mean, float *out, tlens_error *err) {
+    double *v = (double *)tlens__alloc(a, (size_t)W * sizeof(double));
+    tlens_result r;
+    int w;
+    if (!v) return tlens__fail(err, TLENS_ERR_NOMEM, "tlens_steering_vector: out of memory");
+    r = tlens__steer_pca(a, acts, n_pairs, W, mean, v, err);
+    for (w = 0; !r && w < W; w++) out[w] = (float)v[w];
+    tlens__free(a, v);
+    return r;
+}
+
+/* The arguments, against the model: an exact [batch, pos, n] point. */
+static tlens_result tlens__steer_check(const tlens_ctx *ctx, const char *name, int n_pos, int n_neg,
+                                       const tlens_steer_options *opt, int n, int *point, tlens_error *err) {
+    int dims[TLENS_MAX_DIMS], nd;
+    if (n_pos < 1 || n_neg < 1)
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_steering_vector: needs at least one positive and one negative prompt");
+    if ((*point = tlens__point_index(ctx, name)) < 0)
+        return tlens__fail(err, TLENS_ERR_NOT_FOUND, "tlens_steering_vector: no hook point %s", name);
+    nd = tlens__point_dims(ctx, *point, dims);
+    if (nd != 3)
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_steering_vector: %s is not a [batch, pos, d] point", name);
+    if (dims[2] != n)
+        return tlens__fail(err, TLENS_ERR_SHAPE, "tlens_steering_vector: the last axis of %s has %d, the output %d", name,
+                           dims[2], n);
+    if (opt->pca && (n_pos != n_neg || n_pos < 2))
+        return tlens__fail(err, TLENS_ERR_ARG,
+                           "tlens_steering_vector: pca pairs the prompts: it needs as many negative as positive prompts, "
+                           "at least 2 (got %d and %d)", n_pos, n_neg);
+    return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_steering_vector(tlens_ctx *ctx, const char *name, const int32_t *pos_tokens,
+                                             const int *pos_lens, int n_pos, const int32_t *neg_tokens,
+                                             const int *neg_lens, int n_neg, const tlens_steer_options *opt, float *out,
+                                             int n, tlens_error *err) {
+    tlens_steer_options defaults;
+    const int32_t *tokens[2];
+    const int *lens[2];
+    int count[2], point = -1, handle, k, w;
+    size_t rows;
+    double *acts = NULL, *diff = NULL;
+    tlens__grab g;
+    tlens_result r;
+    memset(&defaults, 0, sizeof defaults);
+    if (!opt) opt = &defaults;
+    if (!ctx || !name || !out || !pos_tokens || !pos_lens || !neg_tokens || !neg_lens)
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_steering_vector: a needed argument is NULL");
+    if ((r = tlens__steer_check(ctx, name, n_pos, n_neg, opt, n, &point, err))) return r;
+    rows = (size_t)n_pos + (size_t)n_neg;
+    acts = (double *)tlens__alloc(ctx->alloc, rows * (size_t)n * sizeof(double));
+    diff = (double *)tlens__alloc(ctx->alloc, (size_t)n * sizeof(double));
+    memset(&g, 0, sizeof g);
+    g.width = n;
+    g.last_token = opt->last_token != 0;
+    handle = acts && diff ? tlens_add_hook(ctx, name, tlens__grab_hook, &g) : 0;
+    if (!handle) {
+        r = tlens__fail(err, TLENS_ERR_NOMEM, "tlens_steering_vector: out of memory");
+    } else {
+        tokens[0] = pos_tokens; tokens[1] = neg_tokens;
+        lens[0] = pos_lens; lens[1] = neg_lens;
+        count[0] = n_pos; count[1] = n_neg;
+        r = tlens__steer_collect(ctx, point, &g, tokens, lens, count, opt, acts, err);
+        tlens_remove_hook(ctx, handle);
+    }
+    for (w = 0; !r && w < n; w++) { /* mean(positive) - mean(negative) */
+        double sp = 0, sn = 0;
+        for (k = 0; k < n_pos; k++) sp += acts[(size_t)k * (size_t)n + (size_t)w];
+        for (k = 0; k < n_neg; k++) sn += acts[(size_t)(n_pos + k) * (size_t)n + (size_t)w];
+        diff[w] = sp / n_pos - sn / n_neg;
+        out[w] = (float)diff[w];
+    }
+    if (!r && opt->pca) r = tlens__steer_pca_out(ctx->alloc, acts, n_pos, n, diff, out, err);
+    tlens__free(ctx->alloc, acts);
+    tlens__free(ctx->alloc, diff);
+    if (!r) tlens__ok(err);
     return r;
 }
 

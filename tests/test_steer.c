@@ -1,9 +1,11 @@
 /* Steering and intervention files against independent computations:
  * steering adds exactly coef * vec where it should (cached activations
  * with and without); steering and interventions during cached generation
- * give the logits of runs of the whole sequence; every intervention
- * operation equals the same edit written out by hand in a hook; the
- * parser's errors name the file, the entry and the key.
+ * give the logits of runs of the whole sequence; steering vectors equal
+ * mean differences and principal components computed here (Jacobi's
+ * eigenvalue method) from cached activations; every intervention operation
+ * equals the same edit written out by hand in a hook; the parser's errors
+ * name the file, the entry and the key.
  *
  * Included from test_main.c. Files go to build/test-tmp/, named steer-*.
  * Everything is prefixed ts_.
@@ -224,6 +226,201 @@ static void test_steer_generate_kv_equals_full(void) {
     tlens_ctx_free(kv);
     tlens_ctx_free(full);
     tlens_ctx_free(plain);
+    tlens_free(m);
+}
+
+/* ---- steering vectors ---- */
+
+/* Prompts for the steering-vector tests: BOS first except the last
+ * negative one, lengths 3 to 8. */
+typedef struct ts_prompts {
+    int32_t pos[64], neg[64];
+    int pos_len[8], neg_len[8], n_pos, n_neg;
+} ts_prompts;
+
+static void ts_make_prompts(ts_prompts *pr, int n_pos, int n_neg, uint64_t seed) {
+    int side, k, i, at;
+    memset(pr, 0, sizeof *pr);
+    pr->n_pos = n_pos;
+    pr->n_neg = n_neg;
+    for (side = 0; side < 2; side++)
+        for (k = 0, at = 0; k < (side ? n_neg : n_pos); k++) {
+            int len = 3 + (int)((ts_rand(&seed) + 1.0f) * 2.9f);
+            int32_t *t = (side ? pr->neg : pr->pos) + at;
+            for (i = 0; i < len; i++) t[i] = (int32_t)((ts_rand(&seed) + 1.0f) * 400.0f) + 10 * side;
+            if (!(side && k == n_neg - 1)) t[0] = TLENS_EOT;
+            (side ? pr->neg_len : pr->pos_len)[k] = len;
+            at += len;
+        }
+}
+
+/* One prompt's vector the naive way: run with the cache and average the
+ * rows (from 1 when the prompt starts with BOS), or take the last. */
+static void ts_naive_prompt(tlens_ctx *ctx, const char *name, const int32_t *tok, int len, int last, int include_bos,
+                            int D, double *out) {
+    tlens_error err;
+    const tlens_tensor *a;
+    int p, d, first = last ? len - 1 : (!include_bos && len > 1 && tok[0] == TLENS_EOT);
+    for (d = 0; d < D; d++) out[d] = 0;
+    if (tlens_run_with_cache(ctx, tok, 1, len, name, &err) != TLENS_OK || !(a = tlens_cache_get(ctx, name))) {
+        tt_fail_line(__FILE__, __LINE__, "naive run of %s failed", name);
+        return;
+    }
+    for (p = first; p < len; p++)
+        for (d = 0; d < D; d++) out[d] += a->data[(size_t)p * D + d];
+    for (d = 0; d < D; d++) out[d] /= len - first;
+}
+
+/* Every prompt's naive vector: acts (n_pos + n_neg, D). */
+static void ts_naive_acts(tlens_ctx *ctx, const char *name, const ts_prompts *pr, int last, int include_bos, int D,
+                          double *acts) {
+    int k, at;
+    for (k = 0, at = 0; k < pr->n_pos; at += pr->pos_len[k++])
+        ts_naive_prompt(ctx, name, pr->pos + at, pr->pos_len[k], last, include_bos, D, acts + (size_t)k * D);
+    for (k = 0, at = 0; k < pr->n_neg; at += pr->neg_len[k++])
+        ts_naive_prompt(ctx, name, pr->neg + at, pr->neg_len[k], last, include_bos, D, acts + (size_t)(pr->n_pos + k) * D);
+}
+
+/* The mean difference equals one computed here from cached activations,
+ * for every way of taking a prompt's vector and points before, inside and
+ * after the blocks. */
+static void test_steer_vector_mean_difference(void) {
+    static const char *const names[] = {"blocks.1.hook_resid_pre", "hook_embed", "blocks.0.mlp.hook_post",
+                                        "ln_final.hook_normalized", "blocks.2.hook_resid_post"};
+    tlens_model *m = ts_model(50257, 16, 21); /* BOS (50256) is a token */
+    tlens_ctx *ctx, *naive;
+    tlens_error err;
+    tlens_steer_options o;
+    ts_prompts pr;
+    double acts[7 * 32];
+    float out[32];
+    int which, mode, d, k;
+    TT_REQUIRE(m != NULL);
+    tlens_ctx_new(&ctx, m, &err);
+    tlens_ctx_new(&naive, m, &err);
+    ts_make_prompts(&pr, 4, 3, 77);
+    for (which = 0; which < 5; which++)
+        for (mode = 0; mode < 3; mode++) {
+            int D = tlens_hook_last_dim(ctx, names[which]);
+            TT_REQUIRE(D == 16 || D == 32);
+            memset(&o, 0, sizeof o);
+            o.last_token = mode == 1;
+            o.include_bos = mode == 2;
+            TT_REQUIRE(tlens_steering_vector(ctx, names[which], pr.pos, pr.pos_len, pr.n_pos, pr.neg, pr.neg_len,
+                                             pr.n_neg, &o, out, D, &err) == TLENS_OK);
+            ts_naive_acts(naive, names[which], &pr, o.last_token, o.include_bos, D, acts);
+            for (d = 0; d < D; d++) {
+                double mp = 0, mn = 0;
+                for (k = 0; k < 4; k++) mp += acts[k * D + d] / 4;
+                for (k = 0; k < 3; k++) mn += acts[(4 + k) * D + d] / 3;
+                TT_CHECK_CLOSE(out[d], mp - mn, 1e-5, 1e-5);
+            }
+        }
+    /* refused: a head-indexed point, the wrong length, pca without pairs, an optional point that is off */
+    TT_CHECK_INT(tlens_steering_vector(ctx, "blocks.0.attn.hook_z", pr.pos, pr.pos_len, 4, pr.neg, pr.neg_len, 3, NULL,
+                                       out, 4, &err), TLENS_ERR_ARG);
+    TT_CHECK_INT(tlens_steering_vector(ctx, "blocks.0.hook_resid_pre", pr.pos, pr.pos_len, 4, pr.neg, pr.neg_len, 3, NULL,
+                                       out, 15, &err), TLENS_ERR_SHAPE);
+    o.pca = 1;
+    TT_CHECK_INT(tlens_steering_vector(ctx, "blocks.0.hook_resid_pre", pr.pos, pr.pos_len, 4, pr.neg, pr.neg_len, 3, &o,
+                                       out, 16, &err), TLENS_ERR_ARG);
+    TT_CHECK_INT(tlens_steering_vector(ctx, "blocks.0.hook_mlp_in", pr.pos, pr.pos_len, 4, pr.neg, pr.neg_len, 3, NULL,
+                                       out, 16, &err), TLENS_ERR_NOT_FOUND);
+    TT_CHECK_INT(ctx->n_hooks, 0);
+    tlens_ctx_free(ctx);
+    tlens_ctx_free(naive);
+    tlens_free(m);
+}
+
+/* Eigenvector of the largest eigenvalue of the symmetric (n, n) matrix a
+ * (destroyed) by cyclic Jacobi rotations. */
+static void ts_jacobi_top(double *a, int n, double *vec) {
+    static double v[32 * 32];
+    int i, j, k, sweep, best = 0;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < n; j++) v[i * n + j] = i == j;
+    for (sweep = 0; sweep < 100; sweep++) {
+        double off = 0;
+        for (i = 0; i < n; i++)
+            for (j = i + 1; j < n; j++) off += a[i * n + j] * a[i * n + j];
+        if (off < 1e-30) break;
+        for (i = 0; i < n; i++)
+            for (j = i + 1; j < n; j++) {
+                double theta, t, c, s;
+                if (fabs(a[i * n + j]) < 1e-300) continue;
+                theta = (a[j * n + j] - a[i * n + i]) / (2 * a[i * n + j]);
+                t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1));
+                c = 1 / sqrt(t * t + 1);
+                s = t * c;
+                for (k = 0; k < n; k++) { /* columns i, j */
+                    double ki = a[k * n + i], kj = a[k * n + j];
+                    a[k * n + i] = c * ki - s * kj;
+                    a[k * n + j] = s * ki + c * kj;
+                }
+                for (k = 0; k < n; k++) { /* rows i, j */
+                    double ik = a[i * n + k], jk = a[j * n + k];
+                    a[i * n + k] = c * ik - s * jk;
+                    a[j * n + k] = s * ik + c * jk;
+                }
+                for (k = 0; k < n; k++) {
+                    double ki = v[k * n + i], kj = v[k * n + j];
+                    v[k * n + i] = c * ki - s * kj;
+                    v[k * n + j] = s * ki + c * kj;
+                }
+            }
+    }
+    for (i = 1; i < n; i++)
+        if (a[i * n + i] > a[best * n + best]) best = i;
+    for (k = 0; k < n; k++) vec[k] = v[k * n + best];
+}
+
+/* The principal component is a unit vector equal (up to the sign, which
+ * follows the mean difference) to the top eigenvector of the covariance
+ * of the centred pair differences, computed here by Jacobi. */
+static void test_steer_vector_pca(void) {
+    tlens_model *m = ts_model(50257, 16, 22);
+    tlens_ctx *ctx, *naive;
+    tlens_error err;
+    tlens_steer_options o;
+    ts_prompts pr;
+    double acts[12 * 16], diff[6 * 16], mean[16], cov[16 * 16], top[16], norm = 0, dot = 0, along = 0;
+    float out[16];
+    int mode, i, d, e, D = 16, n = 6;
+    TT_REQUIRE(m != NULL);
+    tlens_ctx_new(&ctx, m, &err);
+    tlens_ctx_new(&naive, m, &err);
+    ts_make_prompts(&pr, n, n, 99);
+    for (mode = 0; mode < 2; mode++) {
+        memset(&o, 0, sizeof o);
+        o.pca = 1;
+        o.last_token = mode;
+        TT_REQUIRE(tlens_steering_vector(ctx, "blocks.1.hook_resid_post", pr.pos, pr.pos_len, n, pr.neg, pr.neg_len, n,
+                                         &o, out, D, &err) == TLENS_OK);
+        ts_naive_acts(naive, "blocks.1.hook_resid_post", &pr, mode, 0, D, acts);
+        for (d = 0; d < D; d++) {
+            mean[d] = 0;
+            for (i = 0; i < n; i++) mean[d] += (diff[i * D + d] = acts[i * D + d] - acts[(n + i) * D + d]) / n;
+        }
+        for (d = 0; d < D; d++)
+            for (e = 0; e < D; e++) {
+                cov[d * D + e] = 0;
+                for (i = 0; i < n; i++) cov[d * D + e] += (diff[i * D + d] - mean[d]) * (diff[i * D + e] - mean[e]) / n;
+            }
+        ts_jacobi_top(cov, D, top);
+        for (d = 0, dot = 0, norm = 0, along = 0; d < D; d++) {
+            dot += top[d] * mean[d];
+            norm += (double)out[d] * out[d];
+            along += out[d] * mean[d];
+        }
+        TT_CHECK_CLOSE(norm, 1.0, 1e-5, 0);
+        TT_CHECK(along >= 0);
+        for (d = 0; d < D; d++) TT_CHECK_CLOSE(out[d], dot < 0 ? -top[d] : top[d], 2e-4, 0);
+    }
+    ts_make_prompts(&pr, 1, 1, 5); /* one pair: nothing to take a component of */
+    TT_CHECK_INT(tlens_steering_vector(ctx, "blocks.1.hook_resid_post", pr.pos, pr.pos_len, 1, pr.neg, pr.neg_len, 1, &o,
+                                       out, D, &err), TLENS_ERR_ARG);
+    tlens_ctx_free(ctx);
+    tlens_ctx_free(naive);
     tlens_free(m);
 }
 
@@ -622,6 +819,8 @@ void tests_steer(void) {
     TT_RUN(test_steer_adds_coef_vec);
     TT_RUN(test_steer_errors);
     TT_RUN(test_steer_generate_kv_equals_full);
+    TT_RUN(test_steer_vector_mean_difference);
+    TT_RUN(test_steer_vector_pca);
     TT_RUN(test_interventions_ops);
     TT_RUN(test_interventions_order_and_determinism);
     TT_RUN(test_interventions_errors);
