@@ -1,14 +1,15 @@
 /* Steering and intervention files against independent computations:
- * steering adds exactly coef * vec where it should (cached activations
- * with and without); steering and interventions during cached generation
- * give the logits of runs of the whole sequence; steering vectors equal
- * mean differences and principal components computed here (Jacobi's
- * eigenvalue method) from cached activations; every intervention operation
- * equals the same edit written out by hand in a hook; the parser's errors
- * name the file, the entry and the key.
+ * steering adds exactly coef * vec where it should (cached activations with
+ * and without); steering during cached generation gives the logits of
+ * runs of the whole sequence; steering vectors equal mean differences and
+ * principal components computed here (Jacobi's eigenvalue method) from
+ * cached activations; every intervention operation equals the same edit
+ * written out by hand in a hook; the parser's errors name the file, the
+ * entry and the key; the command-line tool's steer-vector, --add and
+ * --interventions give what the library gives.
  *
- * Included from test_main.c. Files go to build/test-tmp/, named steer-*.
- * Everything is prefixed ts_.
+ * Included from test_main.c after test_examples.c (its popen helpers).
+ * Files go to build/test-tmp/, named steer-*. Everything is prefixed ts_.
  */
 #define TS_TMP "build/test-tmp/"
 
@@ -815,6 +816,192 @@ static void test_interventions_generate(void) {
     tlens_free(m);
 }
 
+/* ---- the command-line tool ---- */
+
+/* Run ./build/tlens with printf'd arguments; *out gets stdout and stderr.
+ * Returns the exit status (non-zero: failed). */
+static int ts_cli(char **out, const char *fmt, ...) {
+    char cmd[4096];
+    size_t len, cap = 1 << 16;
+    FILE *p;
+    va_list ap;
+    *out = (char *)calloc(cap, 1);
+    len = (size_t)snprintf(cmd, sizeof cmd, "./build/tlens ");
+    va_start(ap, fmt);
+    vsnprintf(cmd + len, sizeof cmd - len, fmt, ap);
+    va_end(ap);
+    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
+    if (!*out || !(p = tx_popen(cmd, "r"))) return -1;
+    len = fread(*out, 1, cap - 1, p);
+    (*out)[len] = 0;
+    return tx_pclose(p);
+}
+
+/* The prompts of a text (one a line, blank lines skipped) encoded with
+ * BOS, as tlens steer-vector reads a file. */
+static int ts_encode_lines(const tlens_tokenizer *tok, const char *text, int32_t *ids, int *lens) {
+    int n = 0, at = 0;
+    while (*text) {
+        size_t line = strcspn(text, "\n"), count = 0, len = line;
+        if (len && text[len - 1] == '\r') len--;
+        if (len && tlens_encode(tok, text, len, 1, ids + at, 256, &count, NULL) == TLENS_OK) {
+            lens[n++] = (int)count;
+            at += (int)count;
+        }
+        text += line + (text[line] == '\n');
+    }
+    return n;
+}
+
+/* A [1, n] float .npy written by the tool, compared with the library's. */
+static void ts_check_npy(const char *path, const float *want, size_t n, double tol) {
+    tlens_tensor t;
+    tlens_error err;
+    size_t i;
+    if (tlens_npy_load(path, &t, &err) != TLENS_OK) {
+        tt_fail_line(__FILE__, __LINE__, "%s", err.message);
+        return;
+    }
+    if (tlens_tensor_numel(&t) != n) tt_fail_line(__FILE__, __LINE__, "%s: %d values, want %d", path, (int)tlens_tensor_numel(&t), (int)n);
+    else
+        for (i = 0; i < n; i++) TT_CHECK_CLOSE(t.data[i], want[i], tol, tol);
+    tlens_tensor_free(&t);
+}
+
+#define TS_MODEL TS_TMP "steer-model.tlens"
+#define TS_MODEL_ADD TS_TMP "steer-model-add.tlens"
+
+/* steer-vector from text files (CRLF and blank lines too), plain and with
+ * --pca --last-token, against tlens_steering_vector on the same ids. */
+static void test_cli_steer_vector(void) {
+    static const char pos_text[] = "I love this\nWhat a wonderful day\r\n\nGreat work, thanks\nSo happy\n";
+    static const char neg_text[] = "I hate this\nWhat an awful day\nTerrible work, sadly\nSo angry";
+    tlens_model *m;
+    tlens_ctx *ctx;
+    tlens_tokenizer *tok;
+    tlens_error err;
+    tlens_steer_options o;
+    int32_t pos[1024], neg[1024];
+    int pos_len[8], neg_len[8], n_pos, n_neg, mode;
+    float want[16];
+    char *out = NULL;
+    if (!tx_have("tlens")) TT_SKIP("build/tlens is not built");
+    m = ts_model(50257, 16, 51);
+    TT_REQUIRE(m != NULL);
+    TT_REQUIRE(tlens_save(m, TS_MODEL, &err) == TLENS_OK);
+    TT_REQUIRE(tlens_tokenizer_load(&tok, "tokenizer", NULL, &err) == TLENS_OK);
+    TT_REQUIRE(tu_write_file(TS_TMP "steer-pos.txt", pos_text, strlen(pos_text)));
+    TT_REQUIRE(tu_write_file(TS_TMP "steer-neg.txt", neg_text, strlen(neg_text)));
+    n_pos = ts_encode_lines(tok, pos_text, pos, pos_len);
+    n_neg = ts_encode_lines(tok, neg_text, neg, neg_len);
+    TT_CHECK_INT(n_pos, 4);
+    TT_CHECK_INT(n_neg, 4);
+    tlens_ctx_new(&ctx, m, &err);
+    for (mode = 0; mode < 2; mode++) {
+        memset(&o, 0, sizeof o);
+        o.pca = o.last_token = mode;
+        TT_REQUIRE(tlens_steering_vector(ctx, "blocks.1.hook_resid_pre", pos, pos_len, n_pos, neg, neg_len, n_neg, &o,
+                                         want, 16, &err) == TLENS_OK);
+        if (ts_cli(&out, "steer-vector " TS_MODEL " --positive " TS_TMP "steer-pos.txt --negative " TS_TMP
+                   "steer-neg.txt --hook blocks.1.hook_resid_pre -o " TS_TMP "steer-cli-v.npy%s",
+                   mode ? " --pca --last-token" : "")) {
+            tt_fail_line(__FILE__, __LINE__, "steer-vector failed: %s", out);
+        } else {
+            TT_CHECK(strstr(out, "steering vector [16] at blocks.1.hook_resid_pre") != NULL);
+            ts_check_npy(TS_TMP "steer-cli-v.npy", want, 16, 1e-6);
+        }
+        free(out);
+    }
+    TT_CHECK(ts_cli(&out, "steer-vector " TS_MODEL " --positive " TS_TMP "steer-pos.txt --negative " TS_TMP
+                    "steer-neg.txt --hook blocks.1.attn.hook_z -o " TS_TMP "steer-cli-bad.npy") != 0);
+    TT_CHECK(strstr(out, "blocks.1.attn.hook_z") != NULL);
+    free(out);
+    tlens_tokenizer_free(tok);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
+/* run and generate with --add and --interventions against the library;
+ * a bad file names the entry and the key. */
+static void test_cli_add_and_interventions(void) {
+    static const char json[] =
+        "[{\"hook\": \"blocks.0.attn.hook_z\", \"head\": 1, \"op\": \"zero\"},\n"
+        " {\"hook\": \"blocks.2.hook_resid_pre\", \"op\": \"add\", \"file\": \"steer-cli-add.npy\", \"coef\": -2,"
+        " \"positions\": [2]}]\n";
+    static const char bad[] = "[{\"hook\": \"hook_embed\", \"op\": \"zero\"}, {\"hook\": \"hook_embed\", \"op\": \"zero\", \"gain\": 2}]";
+    tlens_model *m = NULL;
+    tlens_ctx *ctx;
+    tlens_error err;
+    tlens_tensor v;
+    tlens_interventions *iv;
+    tlens_generate_options go;
+    int32_t tok[5] = {50256, 40, 1842, 428, 3}, gen[6];
+    int pos[2] = {1, 2}, n, i, got[16], n_got = 0;
+    char *out = NULL, *p;
+    float vec[16];
+    if (!tx_have("tlens")) TT_SKIP("build/tlens is not built");
+    m = ts_model(50257, 16, 52);
+    TT_REQUIRE(m != NULL);
+    TT_REQUIRE(tlens_save(m, TS_MODEL_ADD, &err) == TLENS_OK);
+    ts_fill(vec, 16, 9);
+    v = tlens__tensor(vec, 1, 16, 0, 0, 0);
+    TT_REQUIRE(tlens_npy_save(TS_TMP "steer-cli-add.npy", &v, &err) == TLENS_OK);
+    TT_REQUIRE(tu_write_file(TS_TMP "steer-cli.json", json, strlen(json)));
+    TT_REQUIRE(tu_write_file(TS_TMP "steer-bad.json", bad, strlen(bad)));
+    /* run --add, at positions 1 and 2, 3 times */
+    tlens_ctx_new(&ctx, m, &err);
+    tlens_cache_select(ctx, "blocks.1.hook_resid_pre");
+    TT_REQUIRE(tlens_add_steering(ctx, "blocks.1.hook_resid_pre", v.data, 16, 3.0f, pos, 2, &err) > 0);
+    TT_REQUIRE(tlens_run(ctx, tok, 1, 5, &err) == TLENS_OK);
+    if (ts_cli(&out, "run " TS_MODEL_ADD " --tokens \"50256 40 1842 428 3\" --add 'blocks.1.hook_resid_pre=" TS_TMP
+               "steer-cli-add.npy*3@1,2' --cache blocks.1.hook_resid_pre --npy " TS_TMP "steer-npy"))
+        tt_fail_line(__FILE__, __LINE__, "run --add failed: %s", out);
+    ts_check_npy(TS_TMP "steer-npy/blocks.1.hook_resid_pre.npy", tlens_cache_act(ctx, "resid_pre", 1, NULL)->data, 5 * 16, 1e-6);
+    ts_check_npy(TS_TMP "steer-npy/logits.npy", tlens_logits(ctx)->data, 5 * 50257, 1e-5);
+    free(out);
+    /* generate --add: the same steering at positions of generated tokens */
+    tlens_reset_hooks(ctx);
+    pos[0] = 3;
+    pos[1] = 5;
+    TT_REQUIRE(tlens_add_steering(ctx, "blocks.1.hook_resid_pre", v.data, 16, 4.0f, pos, 2, &err) > 0);
+    memset(&go, 0, sizeof go);
+    go.max_new_tokens = 6;
+    TT_REQUIRE(tlens_generate(ctx, tok, 3, &go, gen, 6, &n, &err) == TLENS_OK);
+    if (ts_cli(&out, "generate " TS_MODEL_ADD " --tokens \"50256 40 1842\" -n 6 --print-ids --add 'blocks.1.hook_resid_pre="
+               TS_TMP "steer-cli-add.npy*4@3,5'"))
+        tt_fail_line(__FILE__, __LINE__, "generate --add failed: %s", out);
+    for (p = out; n_got < 16;) {
+        char *end;
+        long id = strtol(p, &end, 10);
+        if (end == p) break;
+        got[n_got++] = (int)id;
+        p = end;
+    }
+    TT_CHECK_INT(n_got, 3 + n);
+    for (i = 0; i < n && i + 3 < n_got; i++) TT_CHECK_INT(got[3 + i], gen[i]);
+    free(out);
+    /* run --interventions, its "file" next to it */
+    tlens_reset_hooks(ctx);
+    TT_REQUIRE(tlens_interventions_load(&iv, TS_TMP "steer-cli.json", NULL, &err) == TLENS_OK);
+    TT_REQUIRE(tlens_add_interventions(ctx, iv, NULL, &err) == TLENS_OK);
+    tlens_interventions_free(iv);
+    TT_REQUIRE(tlens_run(ctx, tok, 1, 5, &err) == TLENS_OK);
+    if (ts_cli(&out, "run " TS_MODEL_ADD " --tokens \"50256 40 1842 428 3\" --interventions " TS_TMP "steer-cli.json --npy "
+               TS_TMP "steer-npy"))
+        tt_fail_line(__FILE__, __LINE__, "run --interventions failed: %s", out);
+    ts_check_npy(TS_TMP "steer-npy/logits.npy", tlens_logits(ctx)->data, 5 * 50257, 1e-5);
+    free(out);
+    /* errors */
+    TT_CHECK(ts_cli(&out, "run " TS_MODEL_ADD " --tokens \"1 2\" --interventions " TS_TMP "steer-bad.json") != 0);
+    TT_CHECK(strstr(out, "steer-bad.json: entry 1: unknown key \"gain\"") != NULL);
+    free(out);
+    TT_CHECK(ts_cli(&out, "run " TS_MODEL_ADD " --tokens \"1 2\" --add blocks.0.attn.hook_z=" TS_TMP "steer-cli-add.npy") != 0);
+    TT_CHECK(strstr(out, "blocks.0.attn.hook_z") != NULL);
+    free(out);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
 void tests_steer(void) {
     TT_RUN(test_steer_adds_coef_vec);
     TT_RUN(test_steer_errors);
@@ -825,4 +1012,6 @@ void tests_steer(void) {
     TT_RUN(test_interventions_order_and_determinism);
     TT_RUN(test_interventions_errors);
     TT_RUN(test_interventions_generate);
+    TT_RUN(test_cli_steer_vector);
+    TT_RUN(test_cli_add_and_interventions);
 }
