@@ -50,6 +50,7 @@
  *      2.6 Tensors, hooks and the run context
  *      2.7 .npy files (not with TLENS_NO_STDIO)
  *      2.8 The interpretability toolkit
+ *      2.10 Steering and interventions
  *   3. Implementation
  *      3.1 Errors, allocation, files
  *      3.2 Half-precision conversion, little-endian reads
@@ -66,6 +67,7 @@
  *      3.13 The interpretability toolkit: loss, generation, ablation, patching,
  *           the residual stream, head detection
  *      3.14 Random models, for tests and benchmarks of real shapes
+ *      3.16 Steering vectors and intervention files
  *   4. License
  *
  * COMPILE-TIME OPTIONS (define before including with TLENS_IMPLEMENTATION)
@@ -608,6 +610,153 @@ TLENS_API tlens_result tlens_detect_heads(tlens_ctx *ctx,
                                           int kind,
                                           const tlens_detect_options *opt,
                                           float *scores, tlens_error *err);
+
+/* ------------------------------------------------------------------------
+ * 2.10 Steering and interventions
+ *
+ * Edits made by hooks the context owns (remove one with tlens_remove_hook,
+ * all with tlens_reset_hooks), like tlens_add_ablation's.
+ *
+ * Positions are positions in the token sequence: 0 is the first token (a
+ * padding token too), and a run that continues the key/value cache starts
+ * at the number of cached tokens. So an edit at position 7 is made to the
+ * 8th token whether it came with the prompt or was generated, and
+ * tlens_generate with the cache edits exactly what a run of the whole
+ * sequence would. Positions a run does not reach are left alone. For
+ * attn_scores and pattern the positions are the query positions.
+ * ---------------------------------------------------------------------- */
+
+/* The last dimension of hook point `name`: d_model for the residual
+ * stream, d_head for q, k, v and z, d_mlp for mlp.hook_pre / hook_post, 1
+ * for the LayerNorm scales; 0 when there is no such point or its last
+ * dimension changes with the run (hook_tokens, attn_scores, pattern). */
+TLENS_API int tlens_hook_last_dim(const tlens_ctx *ctx, const char *name);
+
+/* Steering: add coef * vec along the last axis of every hook point that
+ * `pattern` (an exact name or a glob) names, at every position (positions
+ * NULL or n_positions 0) or at the n_positions listed; for head-indexed
+ * points, to every head. n must equal the points' last dimension. The
+ * vector is copied. Returns a hook handle > 0, or 0 with err filled
+ * (TLENS_ERR_SHAPE: a length mismatch; TLENS_ERR_NOT_FOUND: no point
+ * matches). Typical: "blocks.6.hook_resid_pre" with a steering vector. */
+TLENS_API int tlens_add_steering(tlens_ctx *ctx, const char *pattern,
+                                 const float *vec, int n, float coef,
+                                 const int *positions, int n_positions,
+                                 tlens_error *err);
+
+/* A steering vector from contrasting prompts: the mean of a hook point's
+ * activation over the positive prompts minus its mean over the negative
+ * ones (activation addition, contrastive activation addition). Each
+ * prompt gives one activation vector:
+ *   default       the mean over the prompt's positions, leaving out
+ *                 position 0 when it holds BOS (50256): BOS's activation
+ *                 is the same in every prompt and, in GPT-2, far larger
+ *                 than the others, so it would only add noise;
+ *   last_token    the activation at the prompt's last token (CAA);
+ *   include_bos   the mean keeps position 0 all the same.
+ * With pca the result is instead the first principal component of the
+ * per-pair differences positive[i] - negative[i] (pairs by index, so
+ * n_pos == n_neg >= 2; the differences are centred, as PCA does; power
+ * iteration from a fixed start, so the same prompts give the same
+ * vector): a unit vector whose sign makes its dot product with the mean
+ * difference non-negative. */
+typedef struct tlens_steer_options {
+    int last_token;
+    int include_bos;
+    int pca;
+} tlens_steer_options;
+
+/* Prompts are concatenated: pos_tokens holds n_pos prompts, prompt i of
+ * pos_lens[i] tokens (BOS included when wanted: tlens_encode with
+ * prepend_bos, as tlens run does). `name` is an exact hook point of shape
+ * [batch, pos, d] (the residual stream, attn_out, mlp_out, mlp.hook_post,
+ * ...); out receives n floats, n its last dimension. Each prompt is one
+ * run of the context (its hooks stay in place, so activations can be taken
+ * under other interventions); the last run's logits and cache are those of
+ * the last prompt, and the run stops after the point's block. */
+TLENS_API tlens_result tlens_steering_vector(tlens_ctx *ctx, const char *name,
+                                             const int32_t *pos_tokens,
+                                             const int *pos_lens, int n_pos,
+                                             const int32_t *neg_tokens,
+                                             const int *neg_lens, int n_neg,
+                                             const tlens_steer_options *opt,
+                                             float *out, int n,
+                                             tlens_error *err);
+
+/* Intervention files: one JSON file describing a whole experiment's edits,
+ * an array of objects applied in the file's order (hooks on one point run
+ * in the order added, so two entries on one point compose in file order):
+ *
+ *   [
+ *     {"hook": "blocks.3.attn.hook_z", "head": 5, "op": "zero"},
+ *     {"hook": "blocks.*.hook_resid_pre", "positions": [0, 1], "op": "scale",
+ *      "factor": 0.5},
+ *     {"hook": "blocks.6.hook_resid_pre", "op": "add", "file": "love.npy",
+ *      "coef": 4},
+ *     {"hook": "blocks.2.hook_resid_post", "op": "project_out",
+ *      "direction": [0.1, -0.3, ...]},
+ *     {"hook": "blocks.1.hook_mlp_out", "op": "replace", "file": "clean.npy"}
+ *   ]
+ *
+ * Keys of every entry:
+ *   "hook"       required; an exact hook point name or a glob ('*', '?')
+ *                that must match at least one point
+ *   "op"         required; one of the operations below
+ *   "head"       optional integer: only this head (the point must have a
+ *                head axis: q, k, v, z, result, attn_scores, pattern, the
+ *                per-head inputs); default every head
+ *   "positions"  optional non-empty list of integers >= 0: only these
+ *                positions (see the top of 2.10); default every position
+ * The operations and their own keys ("file" is a .npy path, relative to
+ * the intervention file's folder; 1-D for a vector):
+ *   "zero"         set to 0
+ *   "mean"         set each value to its mean over the batch and every
+ *                  position of the run (as TLENS_ABLATE_MEAN; during
+ *                  cached generation a run is one token, so it changes
+ *                  nothing then)
+ *   "scale"        multiply by "factor" (a number, required)
+ *   "add"          add "coef" (a number, default 1) times a vector along the
+ *                  last axis: "vector" (a list of numbers) or "file"
+ *   "project_out"  remove the component along a direction of the last
+ *                  axis: x -= (x . u) u, u = direction / |direction|;
+ *                  "direction" (a list of numbers) or "file"
+ *   "replace"      take the values from "file", an array shaped like the
+ *                  point's activation over the whole sequence ([batch, pos,
+ *                  ...]): position p takes the file's position p, so it
+ *                  must cover every position edited
+ * Parsing is strict: unknown keys or operations, keys that do not belong to
+ * the operation, repeated keys, wrong types, missing keys and files fail,
+ * as do (when the entries are added to a context) hooks that match nothing,
+ * heads and shapes that do not fit; the message names the file, the entry
+ * (counted from 0) and the key: "exp.json: entry 2: \"factor\" must be a
+ * number". Parsing reads every file once: the same file always gives the
+ * same edits. */
+typedef struct tlens_interventions tlens_interventions;
+
+/* Parse the JSON text json[0..len). `what` names it in messages (NULL:
+ * "interventions"); relative "file" paths are taken from folder `dir`
+ * (NULL: as written). With TLENS_NO_STDIO entries with "file" fail.
+ * `alloc` may be NULL. */
+TLENS_API tlens_result tlens_interventions_parse(tlens_interventions **out,
+                                                 const char *json, size_t len,
+                                                 const char *what,
+                                                 const char *dir,
+                                                 const tlens_allocator *alloc,
+                                                 tlens_error *err);
+/* Read and parse a file (not with TLENS_NO_STDIO). */
+TLENS_API tlens_result tlens_interventions_load(tlens_interventions **out,
+                                                const char *path,
+                                                const tlens_allocator *alloc,
+                                                tlens_error *err);
+TLENS_API int tlens_interventions_count(const tlens_interventions *iv);
+/* Add every entry to the context as a hook, in order (the data is copied:
+ * iv may be freed afterwards). handles (NULL, or room for
+ * tlens_interventions_count) receives each entry's hook handle. On failure
+ * none of the entries stays added. */
+TLENS_API tlens_result tlens_add_interventions(tlens_ctx *ctx,
+                                               const tlens_interventions *iv,
+                                               int *handles, tlens_error *err);
+TLENS_API void tlens_interventions_free(tlens_interventions *iv);
 
 #ifdef __cplusplus
 }
@@ -6960,6 +7109,1034 @@ TLENS_DEF tlens_result tlens_init_random(tlens_model **out, const tlens_config *
     *out = m;
     tlens__ok(err);
     return TLENS_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * 3.16 Steering vectors and intervention files
+ *
+ * Every intervention is a hook the context owns (as ablation and patching
+ * are), its state one tlens__iv: the operation, the head and positions it
+ * edits, its data (copied when added). The hook sees the activation as
+ * rows along the last axis ([b, p, D]: b*p rows of D; [b, p, h, dh]: one
+ * row per head; [b, h, q, k]: a row of keys per query) and edits the rows
+ * its head and positions select. A row's position is absolute: the number
+ * of tokens the key/value cache held before the run, plus its index in the
+ * run, so that cached generation edits what a run of the whole sequence
+ * would.
+ * ---------------------------------------------------------------------- */
+enum {
+    TLENS__IV_ZERO, TLENS__IV_MEAN, TLENS__IV_SCALE, TLENS__IV_ADD, TLENS__IV_PROJECT, TLENS__IV_REPLACE,
+    TLENS__IV_OPS
+};
+
+typedef struct tlens__iv {
+    int op;
+    int head;               /* -1: every head */
+    int *positions;         /* absolute positions; NULL: every position */
+    int n_positions;
+    float factor;           /* scale */
+    float *vec;             /* add: coef * vector; project_out: the unit direction */
+    int n;                  /* its length: the point's last dimension */
+    tlens_tensor source;    /* replace: [batch, pos, ...] of the whole sequence */
+    const tlens_ctx *ctx;   /* for the number of cached positions */
+    const tlens_allocator *alloc;
+    double *mean;           /* mean: per-feature sums, grown as needed */
+    size_t mean_cap;
+} tlens__iv;
+
+/* A hook's tensor as rows along its last axis. hook_tokens [b, p] has the
+ * position last: there each value is a row of one. */
+typedef struct tlens__rows {
+    size_t n, width;
+    int rd;                 /* axes 0 .. rd-1 number the rows */
+    int pos_axis, head_axis;
+} tlens__rows;
+
+static void tlens__rows_init(tlens__rows *r, const char *name, const tlens_tensor *t) {
+    tlens__point_axes(name, t->ndim, &r->head_axis, &r->pos_axis);
+    r->rd = r->pos_axis == t->ndim - 1 ? t->ndim : t->ndim - 1;
+    r->width = r->rd == t->ndim ? 1 : (size_t)t->shape[t->ndim - 1];
+    r->n = tlens_tensor_numel(t) / r->width;
+}
+
+/* Row i's coordinates c[0 .. rd-1]. Returns its feature index: the
+ * coordinates other than batch and position, flattened (what a mean over
+ * batch and positions keeps apart). */
+static size_t tlens__row_coords(const tlens__rows *r, const tlens_tensor *t, size_t i, int *c) {
+    size_t f = 0, mul = 1;
+    int d;
+    for (d = r->rd - 1; d >= 0; d--) {
+        c[d] = (int)(i % (size_t)t->shape[d]);
+        i /= (size_t)t->shape[d];
+        if (d == 0 || d == r->pos_axis) continue;
+        f += (size_t)c[d] * mul;
+        mul *= (size_t)t->shape[d];
+    }
+    return f;
+}
+
+/* Does the intervention edit the row at coordinates c? *pos gets the row's
+ * absolute position. */
+static int tlens__iv_selects(const tlens__iv *iv, const tlens__rows *r, const int *c, int *pos) {
+    int k;
+    *pos = iv->ctx->kv_len + c[r->pos_axis];
+    if (iv->head >= 0 && (r->head_axis < 0 || c[r->head_axis] != iv->head)) return 0;
+    if (!iv->positions) return 1;
+    for (k = 0; k < iv->n_positions; k++)
+        if (iv->positions[k] == *pos) return 1;
+    return 0;
+}
+
+/* "mean": every selected value becomes its feature's mean over the batch
+ * and all positions of the run (summed first, then written). */
+static int tlens__iv_mean(tlens__iv *iv, const tlens__rows *r, tlens_tensor *t) {
+    size_t per = r->n / ((size_t)t->shape[0] * (size_t)t->shape[r->pos_axis]); /* feature rows */
+    size_t need = per * r->width, i, w;
+    double count = (double)(r->n / per);
+    int c[TLENS_MAX_DIMS], pos;
+    if (need > iv->mean_cap) {
+        tlens__free(iv->alloc, iv->mean);
+        iv->mean = (double *)tlens__alloc(iv->alloc, need * sizeof(double));
+        iv->mean_cap = iv->mean ? need : 0;
+        if (!iv->mean) return TLENS__STOP_NOMEM;
+    }
+    memset(iv->mean, 0, need * sizeof(double));
+    for (i = 0; i < r->n; i++) {
+        const float *x = t->data + i * r->width;
+        double *m = iv->mean + tlens__row_coords(r, t, i, c) * r->width;
+        for (w = 0; w < r->width; w++) m[w] += x[w];
+    }
+    for (i = 0; i < r->n; i++) {
+        float *x = t->data + i * r->width;
+        const double *m = iv->mean + tlens__row_coords(r, t, i, c) * r->width;
+        if (!tlens__iv_selects(iv, r, c, &pos)) continue;
+        for (w = 0; w < r->width; w++) x[w] = (float)(m[w] / count);
+    }
+    return 0;
+}
+
+/* "replace": the source's offset of the row at coordinates c and absolute
+ * position pos, or (size_t)-1 when the source does not reach it. */
+static size_t tlens__iv_source_row(const tlens__iv *iv, const tlens__rows *r, const int *c, int pos) {
+    const tlens_tensor *s = &iv->source;
+    size_t off = 0;
+    int d;
+    for (d = 0; d < r->rd; d++) {
+        int v = d == r->pos_axis ? pos : c[d];
+        if (v >= s->shape[d]) return (size_t)-1;
+        off = off * (size_t)s->shape[d] + (size_t)v;
+    }
+    return r->rd < s->ndim ? off * (size_t)s->shape[s->ndim - 1] : off;
+}
+
+/* The source has the activation's axes, each as long, except the
+ * positions and the keys of attn_scores / pattern (the whole sequence's,
+ * at least as long; the positions are checked row by row). */
+static int tlens__iv_source_fits(const tlens__iv *iv, const tlens__rows *r, const tlens_tensor *t) {
+    int d;
+    if (iv->source.ndim != t->ndim) return 0;
+    for (d = 0; d < t->ndim; d++) {
+        int keys = d == t->ndim - 1 && r->pos_axis == 2;
+        if (d == r->pos_axis) continue;
+        if (keys ? t->shape[d] > iv->source.shape[d] : t->shape[d] != iv->source.shape[d]) return 0;
+    }
+    return 1;
+}
+
+/* Edit one selected row x (width values). */
+static int tlens__iv_row(const tlens__iv *iv, const tlens__rows *r, float *x, const int *c, int pos) {
+    size_t w, n = r->width, off;
+    double dot = 0;
+    switch (iv->op) {
+    case TLENS__IV_ZERO:
+        memset(x, 0, n * sizeof(float));
+        break;
+    case TLENS__IV_SCALE:
+        for (w = 0; w < n; w++) x[w] *= iv->factor;
+        break;
+    case TLENS__IV_ADD:
+        for (w = 0; w < n; w++) x[w] += iv->vec[w];
+        break;
+    case TLENS__IV_PROJECT: /* x -= (x . u) u */
+        for (w = 0; w < n; w++) dot += (double)x[w] * (double)iv->vec[w];
+        for (w = 0; w < n; w++) x[w] -= (float)(dot * (double)iv->vec[w]);
+        break;
+    default: /* TLENS__IV_REPLACE */
+        off = tlens__iv_source_row(iv, r, c, pos);
+        if (off == (size_t)-1) return TLENS__STOP_SHAPE;
+        memcpy(x, iv->source.data + off, n * sizeof(float));
+        break;
+    }
+    return 0;
+}
+
+static int tlens__iv_hook(const char *name, int layer, tlens_tensor *t, void *user) {
+    tlens__iv *iv = (tlens__iv *)user;
+    tlens__rows r;
+    size_t i;
+    int c[TLENS_MAX_DIMS], pos, stop;
+    (void)layer;
+    tlens__rows_init(&r, name, t);
+    if ((iv->op == TLENS__IV_ADD || iv->op == TLENS__IV_PROJECT) && r.width != (size_t)iv->n) return TLENS__STOP_SHAPE;
+    if (iv->op == TLENS__IV_REPLACE && !tlens__iv_source_fits(iv, &r, t)) return TLENS__STOP_SHAPE;
+    if (iv->op == TLENS__IV_MEAN) return tlens__iv_mean(iv, &r, t);
+    for (i = 0; i < r.n; i++) {
+        tlens__row_coords(&r, t, i, c);
+        if (!tlens__iv_selects(iv, &r, c, &pos)) continue;
+        if ((stop = tlens__iv_row(iv, &r, t->data + i * r.width, c, pos))) return stop;
+    }
+    return 0;
+}
+
+/* ---- checks against the model, when an intervention is added ---- */
+
+static int tlens__point_index(const tlens_ctx *ctx, const char *name) {
+    int i;
+    for (i = 0; i < ctx->n_points; i++)
+        if (strcmp(ctx->points[i].name, name) == 0) return i;
+    return -1;
+}
+
+/* Point i's shape: returns its number of axes and fills dims, with -1
+ * where the length depends on the run (batch, positions, keys). */
+static int tlens__point_dims(const tlens_ctx *ctx, int i, int *dims) {
+    const tlens_config *c = &ctx->m->cfg;
+    int nd = 3, last = c->d_model;
+    dims[0] = dims[1] = dims[2] = dims[3] = -1;
+    if (i == TLENS__HP_TOKENS) return 2;
+    if (i >= tlens__post_point(ctx, 0)) {
+        if (i == tlens__post_point(ctx, TLENS__HP_LNF_SCALE)) last = 1;
+    } else if (i >= TLENS__HP_GLOBAL_PRE) {
+        switch ((i - TLENS__HP_GLOBAL_PRE) % TLENS__HP_PER_BLOCK) {
+        case TLENS__HP_LN1_SCALE: case TLENS__HP_LN2_SCALE:
+            last = 1;
+            break;
+        case TLENS__HP_MLP_PRE: case TLENS__HP_MLP_POST:
+            last = c->d_mlp;
+            break;
+        case TLENS__HP_ATTN_IN: case TLENS__HP_Q_INPUT: case TLENS__HP_K_INPUT: case TLENS__HP_V_INPUT:
+        case TLENS__HP_RESULT:
+            nd = 4;
+            dims[2] = c->n_heads;
+            break;
+        case TLENS__HP_Q: case TLENS__HP_K: case TLENS__HP_V: case TLENS__HP_Z:
+            nd = 4;
+            dims[2] = c->n_heads;
+            last = c->d_head;
+            break;
+        case TLENS__HP_ATTN_SCORES: case TLENS__HP_PATTERN: /* [b, h, q, keys] */
+            dims[1] = c->n_heads;
+            return 4;
+        default:
+            break;
+        }
+    }
+    dims[nd - 1] = last;
+    return nd;
+}
+
+TLENS_DEF int tlens_hook_last_dim(const tlens_ctx *ctx, const char *name) {
+    int dims[TLENS_MAX_DIMS], i = ctx && name ? tlens__point_index(ctx, name) : -1, nd;
+    if (i < 0) return 0;
+    nd = tlens__point_dims(ctx, i, dims);
+    return dims[nd - 1] > 0 ? dims[nd - 1] : 0;
+}
+
+/* A shape for messages: "[2, 5, 64]", or for a point "[batch, pos, 64]". */
+static void tlens__shape_text(char *out, size_t cap, const int *dims, int nd, int pos_axis) {
+    tlens__buf b;
+    int d;
+    b.p = out; b.cap = cap; b.len = 0;
+    tlens__putc(&b, '[');
+    for (d = 0; d < nd; d++) {
+        if (d) tlens__puts(&b, ", ");
+        if (dims[d] >= 0) tlens__puti(&b, dims[d]);
+        else tlens__puts(&b, d == 0 ? "batch" : d == pos_axis ? "pos" : "keys");
+    }
+    tlens__putc(&b, ']');
+    tlens__putc(&b, '\0');
+    if (cap) out[cap - 1] = '\0';
+}
+
+/* The source of "replace" against point i: the same axes, the fixed ones
+ * as long, and every listed position inside it. */
+static tlens_result tlens__iv_check_source(const tlens_ctx *ctx, int i, const tlens__iv *iv, const char *pre,
+                                           tlens_error *err) {
+    const char *name = ctx->points[i].name;
+    int dims[TLENS_MAX_DIMS], nd = tlens__point_dims(ctx, i, dims), head_axis, pos_axis, d, k, ok;
+    char want[64], have[64];
+    tlens__point_axes(name, nd, &head_axis, &pos_axis);
+    ok = iv->source.ndim == nd;
+    for (d = 0; ok && d < nd; d++) ok = dims[d] < 0 || iv->source.shape[d] == dims[d];
+    if (!ok) {
+        tlens__shape_text(want, sizeof want, dims, nd, pos_axis);
+        tlens__shape_text(have, sizeof have, iv->source.shape, iv->source.ndim, -1);
+        return tlens__fail(err, TLENS_ERR_SHAPE, "%s\"file\": shape %s does not fit %s %s", pre, have, name, want);
+    }
+    for (k = 0; k < iv->n_positions; k++)
+        if (iv->positions[k] >= iv->source.shape[pos_axis])
+            return tlens__fail(err, TLENS_ERR_SHAPE, "%s\"positions\": %d is beyond the %d positions of \"file\"", pre,
+                               iv->positions[k], iv->source.shape[pos_axis]);
+    return TLENS_OK;
+}
+
+/* Can the intervention edit point i? `pre` starts every message ("exp.json:
+ * entry 2: "), vec_key names where the vector came from. */
+static tlens_result tlens__iv_check_point(const tlens_ctx *ctx, int i, const tlens__iv *iv, const char *pre,
+                                          const char *vec_key, tlens_error *err) {
+    const char *name = ctx->points[i].name;
+    int dims[TLENS_MAX_DIMS], nd = tlens__point_dims(ctx, i, dims), head_axis, pos_axis;
+    tlens__point_axes(name, nd, &head_axis, &pos_axis);
+    if (iv->head >= 0 && head_axis < 0)
+        return tlens__fail(err, TLENS_ERR_ARG, "%s\"head\": %s has no head axis", pre, name);
+    if (iv->op == TLENS__IV_ADD || iv->op == TLENS__IV_PROJECT) {
+        if (dims[nd - 1] < 0)
+            return tlens__fail(err, TLENS_ERR_ARG, "%s\"hook\": the last axis of %s changes with the run: no vector fits it",
+                               pre, name);
+        if (dims[nd - 1] != iv->n)
+            return tlens__fail(err, TLENS_ERR_SHAPE, "%s\"%s\": %d values, but the last axis of %s has %d", pre, vec_key,
+                               iv->n, name, dims[nd - 1]);
+    }
+    return iv->op == TLENS__IV_REPLACE ? tlens__iv_check_source(ctx, i, iv, pre, err) : TLENS_OK;
+}
+
+/* Every point `pattern` matches must take the intervention; at least one
+ * must match. Optional points count even when they are off. */
+static tlens_result tlens__iv_check(const tlens_ctx *ctx, const char *pattern, const tlens__iv *iv, const char *pre,
+                                    const char *vec_key, tlens_error *err) {
+    const tlens_config *c = &ctx->m->cfg;
+    int i, k, matched = 0;
+    tlens_result r;
+    if (iv->head >= c->n_heads)
+        return tlens__fail(err, TLENS_ERR_ARG, "%s\"head\": %d, but the model has %d heads", pre, iv->head, c->n_heads);
+    for (k = 0; k < iv->n_positions; k++)
+        if (iv->positions[k] >= c->n_ctx)
+            return tlens__fail(err, TLENS_ERR_ARG, "%s\"positions\": %d is beyond the model's n_ctx %d", pre,
+                               iv->positions[k], c->n_ctx);
+    for (i = 0; i < ctx->n_points; i++) {
+        if (!tlens__glob(pattern, ctx->points[i].name)) continue;
+        matched++;
+        if ((r = tlens__iv_check_point(ctx, i, iv, pre, vec_key, err))) return r;
+    }
+    if (!matched) return tlens__fail(err, TLENS_ERR_NOT_FOUND, "%s\"hook\": no hook point matches %s", pre, pattern);
+    return TLENS_OK;
+}
+
+/* ---- adding interventions as hooks ---- */
+
+static void tlens__iv_free(void *p) {
+    tlens__iv *iv = (tlens__iv *)p;
+    tlens__free(iv->alloc, iv->positions);
+    tlens__free(iv->alloc, iv->vec);
+    tlens__free(iv->alloc, iv->source.data);
+    tlens__free(iv->alloc, iv->mean);
+    tlens__free(iv->alloc, iv);
+}
+
+/* The hook's own copy of `proto` (whose arrays are borrowed): add's vector
+ * times coef, project_out's direction made a unit vector. NULL when out of
+ * memory. */
+static tlens__iv *tlens__iv_copy(tlens_ctx *ctx, const tlens__iv *proto, float coef) {
+    tlens__iv *iv = (tlens__iv *)tlens__calloc(ctx->alloc, sizeof *iv);
+    size_t n = (size_t)proto->n, w, src = proto->source.data ? tlens_tensor_numel(&proto->source) : 0;
+    double norm = 0;
+    if (!iv) return NULL;
+    *iv = *proto;
+    iv->positions = NULL; iv->vec = NULL; iv->source.data = NULL; iv->mean = NULL; iv->mean_cap = 0;
+    iv->ctx = ctx;
+    iv->alloc = ctx->alloc;
+    if ((proto->n_positions && !(iv->positions = (int *)tlens__alloc(ctx->alloc, (size_t)proto->n_positions * sizeof(int)))) ||
+        (proto->vec && !(iv->vec = (float *)tlens__alloc(ctx->alloc, n * sizeof(float)))) ||
+        (src && !(iv->source.data = (float *)tlens__alloc(ctx->alloc, src * sizeof(float))))) {
+        tlens__iv_free(iv);
+        return NULL;
+    }
+    if (iv->positions) memcpy(iv->positions, proto->positions, (size_t)proto->n_positions * sizeof(int));
+    if (src) memcpy(iv->source.data, proto->source.data, src * sizeof(float));
+    if (!iv->vec) return iv;
+    for (w = 0; w < n; w++) norm += (double)proto->vec[w] * (double)proto->vec[w];
+    norm = sqrt(norm);
+    for (w = 0; w < n; w++)
+        iv->vec[w] = proto->op == TLENS__IV_PROJECT ? (float)((double)proto->vec[w] / norm) : coef * proto->vec[w];
+    return iv;
+}
+
+static int tlens__iv_add(tlens_ctx *ctx, const char *pattern, const tlens__iv *proto, float coef) {
+    tlens__iv *iv = tlens__iv_copy(ctx, proto, coef);
+    int handle;
+    if (!iv) return 0;
+    handle = tlens__hook_push(ctx, pattern, NULL, NULL, tlens__iv_hook, iv);
+    if (!handle) {
+        tlens__iv_free(iv);
+        return 0;
+    }
+    ctx->hooks[ctx->n_hooks - 1].owned = iv;
+    ctx->hooks[ctx->n_hooks - 1].owned_free = tlens__iv_free;
+    return handle;
+}
+
+TLENS_DEF int tlens_add_steering(tlens_ctx *ctx, const char *pattern, const float *vec, int n, float coef,
+                                 const int *positions, int n_positions, tlens_error *err) {
+    tlens__iv proto;
+    int k, handle;
+    if (!ctx || !pattern || !vec || n < 1 || n_positions < 0 || (n_positions > 0 && !positions)) {
+        tlens__fail(err, TLENS_ERR_ARG, "tlens_add_steering: needs a context, a hook name and a vector of n >= 1 values");
+        return 0;
+    }
+    for (k = 0; k < n_positions; k++)
+        if (positions[k] < 0) {
+            tlens__fail(err, TLENS_ERR_ARG, "tlens_add_steering: position %d is negative", positions[k]);
+            return 0;
+        }
+    memset(&proto, 0, sizeof proto);
+    proto.op = TLENS__IV_ADD;
+    proto.head = -1;
+    proto.positions = n_positions ? (int *)positions : NULL; /* borrowed: the hook copies it */
+    proto.n_positions = n_positions;
+    proto.vec = (float *)vec;
+    proto.n = n;
+    if (tlens__iv_check(ctx, pattern, &proto, "tlens_add_steering: ", "vec", err)) return 0;
+    handle = tlens__iv_add(ctx, pattern, &proto, coef);
+    if (!handle) {
+        tlens__fail(err, TLENS_ERR_NOMEM, "tlens_add_steering: out of memory");
+        return 0;
+    }
+    tlens__ok(err);
+    return handle;
+}
+
+/* ---- intervention files ---- */
+
+static const char *const tlens__iv_op_names[TLENS__IV_OPS] = {"zero", "mean", "scale", "add", "project_out",
+                                                               "replace"};
+
+typedef struct tlens__iv_entry {
+    char *hook;
+    tlens__iv proto;        /* op, head, positions, factor, vector, source: owned here */
+    float coef;
+    const char *vec_key;    /* "vector", "direction" or "file": for messages */
+} tlens__iv_entry;
+
+struct tlens_interventions {
+    tlens_allocator alloc;
+    char *what;             /* the file's name, for messages */
+    tlens__iv_entry *entries;
+    int n;
+};
+
+/* The keys an entry may have, and the operations each belongs to. */
+enum {
+    TLENS__IVK_HOOK, TLENS__IVK_OP, TLENS__IVK_HEAD, TLENS__IVK_POSITIONS, TLENS__IVK_FACTOR, TLENS__IVK_COEF,
+    TLENS__IVK_VECTOR, TLENS__IVK_DIRECTION, TLENS__IVK_FILE, TLENS__IVK_COUNT
+};
+typedef struct tlens__iv_key {
+    const char *name;
+    unsigned ops;
+} tlens__iv_key;
+#define TLENS__IV_ALL ((1u << TLENS__IV_OPS) - 1u)
+static const tlens__iv_key tlens__iv_keys[TLENS__IVK_COUNT] = {
+    {"hook", TLENS__IV_ALL}, {"op", TLENS__IV_ALL}, {"head", TLENS__IV_ALL}, {"positions", TLENS__IV_ALL},
+    {"factor", 1u << TLENS__IV_SCALE}, {"coef", 1u << TLENS__IV_ADD}, {"vector", 1u << TLENS__IV_ADD},
+    {"direction", 1u << TLENS__IV_PROJECT},
+    {"file", (1u << TLENS__IV_ADD) | (1u << TLENS__IV_PROJECT) | (1u << TLENS__IV_REPLACE)}};
+
+/* What one entry's parse needs; every message starts "what: entry i: ". */
+typedef struct tlens__iv_parse {
+    tlens_interventions *s;
+    const tlens__json *j;
+    const char *dir;
+    tlens_error *err;
+    tlens__iv_entry *e;
+    int index;
+    int member[TLENS__IVK_COUNT]; /* each key's value node, or -1 */
+} tlens__iv_parse;
+
+/* The top level of an intervention file is an array (tlens__json_parse
+ * wants an object). */
+static tlens_result tlens__json_parse_array(tlens__json *j, const char *text, size_t len, const char *what,
+                                            const tlens_allocator *a, tlens_error *err) {
+    memset(j, 0, sizeof *j);
+    j->p = j->start = text;
+    j->end = text + len;
+    j->alloc = a;
+    j->what = what;
+    j->err = err;
+    tlens__json_skip_ws(j);
+    if (j->p >= j->end || *j->p != '[') {
+        tlens__json_error(j, "expected an array of interventions");
+    } else if (tlens__json_value(j, 0) >= 0) {
+        tlens__json_skip_ws(j);
+        if (j->p != j->end) tlens__json_error(j, "text after the end");
+    }
+    if (j->failed) {
+        tlens__json_free(j);
+        return err ? err->code : TLENS_ERR_FORMAT;
+    }
+    return TLENS_OK;
+}
+
+static const tlens__json_node *tlens__iv_node(const tlens__iv_parse *p, int key) {
+    return p->member[key] >= 0 ? &p->j->nodes[p->member[key]] : NULL;
+}
+
+/* A string value, decoded into memory of the allocator (the decoded text
+ * is never longer than the escaped one). */
+static char *tlens__iv_string(const tlens__iv_parse *p, const tlens__json_node *n) {
+    char *s = (char *)tlens__alloc(&p->s->alloc, n->len + 1);
+    if (s) tlens__json_decode(n, s, n->len + 1);
+    return s;
+}
+
+/* Find each member's key; unknown and repeated keys fail. */
+static tlens_result tlens__iv_members(tlens__iv_parse *p, int obj) {
+    const tlens__json *j = p->j;
+    int c, k;
+    for (k = 0; k < TLENS__IVK_COUNT; k++) p->member[k] = -1;
+    if (j->nodes[obj].type != TLENS__JSON_OBJECT)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: an intervention must be an object", p->s->what,
+                           p->index);
+    for (c = j->nodes[obj].first; c >= 0; c = j->nodes[c].next) {
+        const tlens__json_node *key = &j->nodes[j->nodes[c].key];
+        char name[40];
+        for (k = 0; k < TLENS__IVK_COUNT && !tlens__json_str_eq(key, tlens__iv_keys[k].name); k++) {}
+        if (k == TLENS__IVK_COUNT) {
+            if (tlens__json_decode(key, name, sizeof name) == (size_t)-1) memcpy(name, "(a long key)", 13);
+            return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: unknown key \"%s\"", p->s->what, p->index, name);
+        }
+        if (p->member[k] >= 0)
+            return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: key \"%s\" appears twice", p->s->what, p->index,
+                               tlens__iv_keys[k].name);
+        p->member[k] = c;
+    }
+    return TLENS_OK;
+}
+
+/* "op": required, one of the operations; then every key present must
+ * belong to it. */
+static tlens_result tlens__iv_op(tlens__iv_parse *p) {
+    const tlens__json_node *n = tlens__iv_node(p, TLENS__IVK_OP);
+    char name[40];
+    int k;
+    if (!n) return tlens__fail(p->err, TLENS_ERR_MISSING, "%s: entry %d: missing key \"op\"", p->s->what, p->index);
+    if (n->type != TLENS__JSON_STRING)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"op\" must be a string", p->s->what, p->index);
+    for (k = 0; k < TLENS__IV_OPS && !tlens__json_str_eq(n, tlens__iv_op_names[k]); k++) {}
+    if (k == TLENS__IV_OPS) {
+        if (tlens__json_decode(n, name, sizeof name) == (size_t)-1) memcpy(name, "(a long name)", 14);
+        return tlens__fail(p->err, TLENS_ERR_FORMAT,
+                           "%s: entry %d: \"op\": unknown operation \"%s\" (zero, mean, scale, add, project_out, replace)",
+                           p->s->what, p->index, name);
+    }
+    p->e->proto.op = k;
+    for (k = 0; k < TLENS__IVK_COUNT; k++)
+        if (p->member[k] >= 0 && !(tlens__iv_keys[k].ops & (1u << p->e->proto.op)))
+            return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: key \"%s\" does not belong to op \"%s\"",
+                               p->s->what, p->index, tlens__iv_keys[k].name, tlens__iv_op_names[p->e->proto.op]);
+    return TLENS_OK;
+}
+
+/* "hook" (required, a non-empty string) and "head" (an integer >= 0). */
+static tlens_result tlens__iv_hook_head(tlens__iv_parse *p) {
+    const tlens__json_node *n = tlens__iv_node(p, TLENS__IVK_HOOK), *h = tlens__iv_node(p, TLENS__IVK_HEAD);
+    if (!n) return tlens__fail(p->err, TLENS_ERR_MISSING, "%s: entry %d: missing key \"hook\"", p->s->what, p->index);
+    if (n->type != TLENS__JSON_STRING || n->len == 0)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"hook\" must be a hook name or glob", p->s->what,
+                           p->index);
+    if (!(p->e->hook = tlens__iv_string(p, n)))
+        return tlens__fail(p->err, TLENS_ERR_NOMEM, "%s: entry %d: out of memory", p->s->what, p->index);
+    p->e->proto.head = -1;
+    if (!h) return TLENS_OK;
+    if (h->type != TLENS__JSON_NUMBER || !h->is_integer || h->integer < 0 || h->integer > (1 << 20))
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"head\" must be an integer >= 0", p->s->what,
+                           p->index);
+    p->e->proto.head = (int)h->integer;
+    return TLENS_OK;
+}
+
+/* "positions": a non-empty list of integers >= 0. */
+static tlens_result tlens__iv_positions(tlens__iv_parse *p) {
+    const tlens__json_node *n = tlens__iv_node(p, TLENS__IVK_POSITIONS);
+    const tlens__json *j = p->j;
+    int c, k = 0, ok;
+    if (!n) return TLENS_OK;
+    ok = n->type == TLENS__JSON_ARRAY && n->first >= 0;
+    for (c = ok ? n->first : -1; c >= 0; c = j->nodes[c].next, k++)
+        ok &= j->nodes[c].type == TLENS__JSON_NUMBER && j->nodes[c].is_integer && j->nodes[c].integer >= 0 &&
+              j->nodes[c].integer < (1 << 24);
+    if (!ok)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"positions\" must be a non-empty list of integers >= 0",
+                           p->s->what, p->index);
+    p->e->proto.positions = (int *)tlens__alloc(&p->s->alloc, (size_t)k * sizeof(int));
+    if (!p->e->proto.positions)
+        return tlens__fail(p->err, TLENS_ERR_NOMEM, "%s: entry %d: out of memory", p->s->what, p->index);
+    p->e->proto.n_positions = k;
+    for (c = n->first, k = 0; c >= 0; c = j->nodes[c].next, k++) p->e->proto.positions[k] = (int)j->nodes[c].integer;
+    return TLENS_OK;
+}
+
+/* A number that is a finite float. */
+static int tlens__iv_is_float(const tlens__json_node *n) {
+    return n->type == TLENS__JSON_NUMBER && n->number == n->number && n->number <= 3.4028234e38 &&
+           n->number >= -3.4028234e38;
+}
+
+/* "factor" and "coef": numbers; "coef" defaults to 1. */
+static tlens_result tlens__iv_numbers(tlens__iv_parse *p) {
+    const tlens__json_node *f = tlens__iv_node(p, TLENS__IVK_FACTOR), *c = tlens__iv_node(p, TLENS__IVK_COEF);
+    if (f && !tlens__iv_is_float(f))
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"factor\" must be a number", p->s->what, p->index);
+    if (c && !tlens__iv_is_float(c))
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"coef\" must be a number", p->s->what, p->index);
+    if (!f && p->e->proto.op == TLENS__IV_SCALE)
+        return tlens__fail(p->err, TLENS_ERR_MISSING, "%s: entry %d: op \"scale\" needs \"factor\"", p->s->what, p->index);
+    p->e->proto.factor = f ? (float)f->number : 1.0f;
+    p->e->coef = c ? (float)c->number : 1.0f;
+    return TLENS_OK;
+}
+
+/* An inline "vector" / "direction": a non-empty list of numbers. */
+static tlens_result tlens__iv_inline_vector(tlens__iv_parse *p, const tlens__json_node *n, const char *key) {
+    const tlens__json *j = p->j;
+    int c, k = 0, ok = n->type == TLENS__JSON_ARRAY && n->first >= 0;
+    for (c = ok ? n->first : -1; c >= 0; c = j->nodes[c].next, k++) ok &= tlens__iv_is_float(&j->nodes[c]);
+    if (!ok)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"%s\" must be a non-empty list of numbers",
+                           p->s->what, p->index, key);
+    if (!(p->e->proto.vec = (float *)tlens__alloc(&p->s->alloc, (size_t)k * sizeof(float))))
+        return tlens__fail(p->err, TLENS_ERR_NOMEM, "%s: entry %d: out of memory", p->s->what, p->index);
+    p->e->proto.n = k;
+    for (c = n->first, k = 0; c >= 0; c = j->nodes[c].next, k++) p->e->proto.vec[k] = (float)j->nodes[c].number;
+    return TLENS_OK;
+}
+
+#ifndef TLENS_NO_STDIO
+static int tlens__path_is_absolute(const char *path) {
+    return path[0] == '/' || path[0] == '\\' || (path[0] && path[1] == ':');
+}
+
+/* Read the .npy that "file" names (relative to p->dir) into `out`, in the
+ * allocator's memory. */
+static tlens_result tlens__iv_read_npy(tlens__iv_parse *p, const char *path, tlens_tensor *out) {
+    const tlens_allocator *a = &p->s->alloc;
+    size_t nd = p->dir && *p->dir && !tlens__path_is_absolute(path) ? strlen(p->dir) : 0, np = strlen(path), n;
+    char *full = (char *)tlens__alloc(a, nd + np + 2);
+    tlens_tensor t;
+    tlens_error e;
+    tlens_result r;
+    if (!full) return tlens__fail(p->err, TLENS_ERR_NOMEM, "%s: entry %d: out of memory", p->s->what, p->index);
+    if (nd) {
+        memcpy(full, p->dir, nd);
+        full[nd++] = '/';
+    }
+    memcpy(full + nd, path, np + 1);
+    r = tlens_npy_load(full, &t, &e);
+    tlens__free(a, full);
+    if (r) return tlens__fail(p->err, r, "%s: entry %d: \"file\": %s", p->s->what, p->index, e.message);
+    *out = t;
+    n = tlens_tensor_numel(&t);
+    out->data = (float *)tlens__alloc(a, n * sizeof(float));
+    if (out->data) memcpy(out->data, t.data, n * sizeof(float));
+    tlens_tensor_free(&t);
+    if (!out->data) return tlens__fail(p->err, TLENS_ERR_NOMEM, "%s: entry %d: out of memory", p->s->what, p->index);
+    return TLENS_OK;
+}
+#endif
+
+/* "file": a .npy holding the vector (add, project_out: 1-D) or the
+ * replacement (replace). */
+static tlens_result tlens__iv_file(tlens__iv_parse *p, const tlens__json_node *n) {
+#ifdef TLENS_NO_STDIO
+    (void)n;
+    return tlens__fail(p->err, TLENS_ERR_ARG, "%s: entry %d: \"file\": no file access in this build (TLENS_NO_STDIO)",
+                       p->s->what, p->index);
+#else
+    tlens__iv *proto = &p->e->proto;
+    tlens_tensor t;
+    tlens_result r;
+    char *path, shape[64];
+    if (n->type != TLENS__JSON_STRING || n->len == 0)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: \"file\" must be a path", p->s->what, p->index);
+    if (!(path = tlens__iv_string(p, n)))
+        return tlens__fail(p->err, TLENS_ERR_NOMEM, "%s: entry %d: out of memory", p->s->what, p->index);
+    r = tlens__iv_read_npy(p, path, &t);
+    if (r) {
+        tlens__free(&p->s->alloc, path);
+        return r;
+    }
+    if (proto->op == TLENS__IV_REPLACE) {
+        proto->source = t;
+    } else if (t.ndim == 1) {
+        proto->vec = t.data;
+        proto->n = t.shape[0];
+    } else {
+        tlens__shape_text(shape, sizeof shape, t.shape, t.ndim, -1);
+        r = tlens__fail(p->err, TLENS_ERR_SHAPE, "%s: entry %d: \"file\": %s holds shape %s, not a vector", p->s->what,
+                        p->index, path, shape);
+        tlens__free(&p->s->alloc, t.data);
+    }
+    tlens__free(&p->s->alloc, path);
+    return r;
+#endif
+}
+
+/* The data of add (vector), project_out (direction) and replace (file):
+ * exactly one source where there is a choice; a direction of length 0
+ * fails. */
+static tlens_result tlens__iv_data(tlens__iv_parse *p) {
+    int op = p->e->proto.op, key = op == TLENS__IV_ADD ? TLENS__IVK_VECTOR : TLENS__IVK_DIRECTION, w;
+    const tlens__json_node *inl = tlens__iv_node(p, key), *file = tlens__iv_node(p, TLENS__IVK_FILE);
+    const char *name = tlens__iv_keys[key].name;
+    tlens_result r;
+    double norm = 0;
+    if (op != TLENS__IV_ADD && op != TLENS__IV_PROJECT && op != TLENS__IV_REPLACE) return TLENS_OK;
+    if (op == TLENS__IV_REPLACE && !file)
+        return tlens__fail(p->err, TLENS_ERR_MISSING, "%s: entry %d: op \"replace\" needs \"file\"", p->s->what, p->index);
+    if (op != TLENS__IV_REPLACE && inl && file)
+        return tlens__fail(p->err, TLENS_ERR_FORMAT, "%s: entry %d: give \"%s\" or \"file\", not both", p->s->what,
+                           p->index, name);
+    if (op != TLENS__IV_REPLACE && !inl && !file)
+        return tlens__fail(p->err, TLENS_ERR_MISSING, "%s: entry %d: op \"%s\" needs \"%s\" or \"file\"", p->s->what,
+                           p->index, tlens__iv_op_names[op], name);
+    p->e->vec_key = inl ? name : "file";
+    if ((r = inl ? tlens__iv_inline_vector(p, inl, name) : tlens__iv_file(p, file))) return r;
+    for (w = 0; op == TLENS__IV_PROJECT && w < p->e->proto.n; w++)
+        norm += (double)p->e->proto.vec[w] * (double)p->e->proto.vec[w];
+    if (op == TLENS__IV_PROJECT && !(norm > 0))
+        return tlens__fail(p->err, TLENS_ERR_ARG, "%s: entry %d: \"%s\" has length 0", p->s->what, p->index, p->e->vec_key);
+    return TLENS_OK;
+}
+
+static tlens_result tlens__iv_parse_entry(tlens__iv_parse *p, int obj) {
+    tlens_result r;
+    if ((r = tlens__iv_members(p, obj)) || (r = tlens__iv_op(p)) || (r = tlens__iv_hook_head(p)) ||
+        (r = tlens__iv_positions(p)) || (r = tlens__iv_numbers(p)) || (r = tlens__iv_data(p)))
+        return r;
+    return TLENS_OK;
+}
+
+TLENS_DEF void tlens_interventions_free(tlens_interventions *s) {
+    tlens_allocator a;
+    int i;
+    if (!s) return;
+    a = s->alloc;
+    for (i = 0; s->entries && i < s->n; i++) {
+        tlens__iv_entry *e = &s->entries[i];
+        tlens__free(&a, e->hook);
+        tlens__free(&a, e->proto.positions);
+        tlens__free(&a, e->proto.vec);
+        tlens__free(&a, e->proto.source.data);
+    }
+    tlens__free(&a, s->entries);
+    tlens__free(&a, s->what);
+    tlens__free(&a, s);
+}
+
+TLENS_DEF tlens_result tlens_interventions_parse(tlens_interventions **out, const char *json, size_t len,
+                                                 const char *what, const char *dir, const tlens_allocator *alloc,
+                                                 tlens_error *err) {
+    tlens_allocator a;
+    tlens_interventions *s;
+    tlens__json j;
+    tlens__iv_parse p;
+    tlens_result r;
+    int c, n = 0;
+    *out = NULL;
+    if (alloc) a = *alloc;
+    else memset(&a, 0, sizeof a);
+    s = (tlens_interventions *)tlens__calloc(&a, sizeof *s);
+    if (!s || !(s->what = tlens__strdup(&a, what ? what : "interventions"))) {
+        tlens__free(&a, s);
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory reading interventions");
+    }
+    s->alloc = a;
+    if ((r = tlens__json_parse_array(&j, json ? json : "", json ? len : 0, s->what, &s->alloc, err))) {
+        tlens_interventions_free(s);
+        return r;
+    }
+    for (c = j.nodes[0].first; c >= 0; c = j.nodes[c].next) n++;
+    s->entries = (tlens__iv_entry *)tlens__calloc(&s->alloc, (size_t)n * sizeof *s->entries);
+    r = s->entries ? TLENS_OK : tlens__fail(err, TLENS_ERR_NOMEM, "%s: out of memory", s->what);
+    memset(&p, 0, sizeof p);
+    p.s = s; p.j = &j; p.dir = dir; p.err = err;
+    for (c = j.nodes[0].first; !r && c >= 0; c = j.nodes[c].next, p.index++) {
+        p.e = &s->entries[p.index];
+        s->n = p.index + 1; /* freed with the rest when this entry fails */
+        r = tlens__iv_parse_entry(&p, c);
+    }
+    tlens__json_free(&j);
+    if (r) {
+        tlens_interventions_free(s);
+        return r;
+    }
+    *out = s;
+    tlens__ok(err);
+    return TLENS_OK;
+}
+
+#ifndef TLENS_NO_STDIO
+TLENS_DEF tlens_result tlens_interventions_load(tlens_interventions **out, const char *path,
+                                                const tlens_allocator *alloc, tlens_error *err) {
+    char *text, *dir = NULL;
+    const char *slash;
+    size_t size;
+    tlens_result r;
+    *out = NULL;
+    if ((r = tlens__read_file(alloc, path, &text, &size, err))) return r;
+    /* "file" paths are relative to the intervention file's folder */
+    slash = strrchr(path, '/');
+    if (!slash) slash = strrchr(path, '\\');
+    if (slash && !(dir = (char *)tlens__alloc(alloc, (size_t)(slash - path) + 2))) {
+        tlens__free(alloc, text);
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory reading %s", path);
+    }
+    if (dir) {
+        memcpy(dir, path, (size_t)(slash - path));
+        dir[slash - path] = '\0';
+        if (slash == path) memcpy(dir, "/", 2);
+    }
+    r = tlens_interventions_parse(out, text, size, path, dir, alloc, err);
+    tlens__free(alloc, dir);
+    tlens__free(alloc, text);
+    return r;
+}
+#endif
+
+TLENS_DEF int tlens_interventions_count(const tlens_interventions *s) { return s ? s->n : 0; }
+
+/* "what: entry i: " */
+static void tlens__iv_prefix(char *out, size_t cap, const char *what, int index) {
+    tlens__buf b;
+    b.p = out; b.cap = cap; b.len = 0;
+    tlens__puts(&b, what);
+    tlens__puts(&b, ": entry ");
+    tlens__puti(&b, index);
+    tlens__puts(&b, ": ");
+    tlens__putc(&b, '\0');
+    if (cap) out[cap - 1] = '\0';
+}
+
+TLENS_DEF tlens_result tlens_add_interventions(tlens_ctx *ctx, const tlens_interventions *s, int *handles,
+                                               tlens_error *err) {
+    char pre[200];
+    int i, added = 0, handle;
+    tlens_result r = TLENS_OK;
+    if (!ctx || !s) return tlens__fail(err, TLENS_ERR_ARG, "tlens_add_interventions: no context or interventions");
+    for (i = 0; !r && i < s->n; i++) {
+        const tlens__iv_entry *e = &s->entries[i];
+        tlens__iv_prefix(pre, sizeof pre, s->what, i);
+        if ((r = tlens__iv_check(ctx, e->hook, &e->proto, pre, e->vec_key, err))) break;
+        if (!(handle = tlens__iv_add(ctx, e->hook, &e->proto, e->coef))) {
+            r = tlens__fail(err, TLENS_ERR_NOMEM, "%sout of memory", pre);
+            break;
+        }
+        if (handles) handles[i] = handle;
+        added++;
+    }
+    /* all or nothing: the hooks just added are the last `added` ones */
+    if (r) while (added-- > 0) tlens_remove_hook(ctx, ctx->hooks[ctx->n_hooks - 1].handle);
+    else tlens__ok(err);
+    return r;
+}
+
+/* ---- steering vectors from contrasting prompts ---- */
+
+/* The hook that takes one prompt's activation vector: the mean over its
+ * positions (from 1 when position 0 is a BOS to leave out) or its last. */
+typedef struct tlens__grab {
+    double *act;            /* (width) */
+    int width, last_token, skip_first, fired;
+} tlens__grab;
+
+static int tlens__grab_hook(const char *name, int layer, tlens_tensor *t, void *user) {
+    tlens__grab *g = (tlens__grab *)user;
+    int T = t->shape[1], first = g->last_token ? T - 1 : (g->skip_first && T > 1 ? 1 : 0), p, w;
+    (void)name;
+    (void)layer;
+    for (w = 0; w < g->width; w++) g->act[w] = 0;
+    for (p = first; p < T; p++) /* batch 1: row p of [1, T, width] */
+        for (w = 0; w < g->width; w++) g->act[w] += t->data[(size_t)p * (size_t)g->width + (size_t)w];
+    for (w = 0; w < g->width; w++) g->act[w] /= (double)(T - first);
+    g->fired = 1;
+    return 0;
+}
+
+/* Run every prompt (positives, then negatives) alone; acts receives one
+ * vector per prompt, (n_pos + n_neg, width). */
+static tlens_result tlens__steer_collect(tlens_ctx *ctx, int point, tlens__grab *g, const int32_t *const *tokens,
+                                         const int *const *lens, const int *count, const tlens_steer_options *opt,
+                                         double *acts, tlens_error *err) {
+    const char *name = ctx->points[point].name;
+    int layer = ctx->points[point].layer, L = ctx->m->cfg.n_layers, side, k, row = 0;
+    tlens_run_options ro;
+    tlens_error e;
+    memset(&ro, 0, sizeof ro);
+    ro.last_logits_only = 1;
+    /* stop after the point's block; -L: the embeddings only */
+    if (layer >= 0 && layer + 1 < L) ro.stop_at_layer = layer + 1;
+    else if (layer < 0 && point < TLENS__HP_GLOBAL_PRE) ro.stop_at_layer = -L;
+    for (side = 0; side < 2; side++) {
+        const int32_t *tok = tokens[side];
+        for (k = 0; k < count[side]; k++, row++) {
+            int len = lens[side][k];
+            if (len < 1)
+                return tlens__fail(err, TLENS_ERR_LENGTH, "tlens_steering_vector: %s prompt %d is empty",
+                                   side ? "negative" : "positive", k);
+            g->act = acts + (size_t)row * (size_t)g->width;
+            g->skip_first = !opt->include_bos && len > 1 && tok[0] == TLENS_EOT;
+            g->fired = 0;
+            if (tlens_run_ex(ctx, tok, 1, len, &ro, &e))
+                return tlens__fail(err, e.code, "tlens_steering_vector: %s prompt %d: %s", side ? "negative" : "positive",
+                                   k, e.message);
+            if (!g->fired)
+                return tlens__fail(err, TLENS_ERR_NOT_FOUND,
+                                   "tlens_steering_vector: %s did not fire (optional points need tlens_set_optional_hooks)",
+                                   name);
+            tok += len;
+        }
+    }
+    return TLENS_OK;
+}
+
+/* The first principal component of the centred pair differences
+ * x_i = (pos_i - neg_i) - mean, by power iteration on their covariance:
+ * v <- X^T (X v), normalised, without forming the (width, width) matrix.
+ * The start is pseudo-random from a fixed seed (a start orthogonal to the
+ * component would never find it); the sign follows the mean difference. */
+static tlens_result tlens__steer_pca(const tlens_allocator *a, const double *acts, int n, int W, const double *mean,
+                                     double *v, tlens_error *err) {
+    double *x = (double *)tlens__alloc(a, (size_t)n * (size_t)W * sizeof(double));
+    double *y = (double *)tlens__alloc(a, (size_t)n * sizeof(double));
+    double *next = (double *)tlens__alloc(a, (size_t)W * sizeof(double));
+    double total = 0, norm, delta, dot;
+    uint64_t rng = 0x5354454552ull; /* "STEER" */
+    int i, w, it;
+    tlens_result r = TLENS_OK;
+    if (!x || !y || !next) {
+        r = tlens__fail(err, TLENS_ERR_NOMEM, "tlens_steering_vector: out of memory for the principal component");
+        goto done;
+    }
+    for (i = 0; i < n; i++)
+        for (w = 0; w < W; w++) {
+            size_t at = (size_t)i * (size_t)W + (size_t)w;
+            x[at] = acts[at] - acts[(size_t)(n + i) * (size_t)W + (size_t)w] - mean[w];
+            total += x[at] * x[at];
+        }
+    if (!(total > 0)) {
+        r = tlens__fail(err, TLENS_ERR_ARG, "tlens_steering_vector: the pair differences are all equal: no principal component");
+        goto done;
+    }
+    for (w = 0, norm = 0; w < W; w++) {
+        v[w] = tlens__rng_uniform(&rng) - 0.5;
+        norm += v[w] * v[w];
+    }
+    for (w = 0; w < W; w++) v[w] /= sqrt(norm);
+    for (it = 0; it < 10000; it++) {
+        for (i = 0; i < n; i++)
+            for (w = 0, y[i] = 0; w < W; w++) y[i] += x[(size_t)i * (size_t)W + (size_t)w] * v[w];
+        for (w = 0; w < W; w++)
+            for (i = 0, next[w] = 0; i < n; i++) next[w] += y[i] * x[(size_t)i * (size_t)W + (size_t)w];
+        for (w = 0, norm = 0; w < W; w++) norm += next[w] * next[w];
+        if (!(norm > 0)) {
+            r = tlens__fail(err, TLENS_ERR_ARG, "tlens_steering_vector: the power iteration lost its direction");
+            goto done;
+        }
+        norm = sqrt(norm);
+        for (w = 0, delta = 0; w < W; w++) {
+            double u = next[w] / norm;
+            delta += (u - v[w]) * (u - v[w]);
+            v[w] = u;
+        }
+        if (delta < 1e-26) break;
+    }
+    for (w = 0, dot = 0; w < W; w++) dot += v[w] * mean[w];
+    if (dot < 0)
+        for (w = 0; w < W; w++) v[w] = -v[w];
+done:
+    tlens__free(a, x);
+    tlens__free(a, y);
+    tlens__free(a, next);
+    return r;
+}
+
+/* out = the principal component, as floats. */
+static tlens_result tlens__steer_pca_out(const tlens_allocator *a, const double *acts, int n_pairs, int W,
+                                         const double *mean, float *out, tlens_error *err) {
+    double *v = (double *)tlens__alloc(a, (size_t)W * sizeof(double));
+    tlens_result r;
+    int w;
+    if (!v) return tlens__fail(err, TLENS_ERR_NOMEM, "tlens_steering_vector: out of memory");
+    r = tlens__steer_pca(a, acts, n_pairs, W, mean, v, err);
+    for (w = 0; !r && w < W; w++) out[w] = (float)v[w];
+    tlens__free(a, v);
+    return r;
+}
+
+/* The arguments, against the model: an exact [batch, pos, n] point. */
+static tlens_result tlens__steer_check(const tlens_ctx *ctx, const char *name, int n_pos, int n_neg,
+                                       const tlens_steer_options *opt, int n, int *point, tlens_error *err) {
+    int dims[TLENS_MAX_DIMS], nd;
+    if (n_pos < 1 || n_neg < 1)
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_steering_vector: needs at least one positive and one negative prompt");
+    if ((*point = tlens__point_index(ctx, name)) < 0)
+        return tlens__fail(err, TLENS_ERR_NOT_FOUND, "tlens_steering_vector: no hook point %s", name);
+    nd = tlens__point_dims(ctx, *point, dims);
+    if (nd != 3)
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_steering_vector: %s is not a [batch, pos, d] point", name);
+    if (dims[2] != n)
+        return tlens__fail(err, TLENS_ERR_SHAPE, "tlens_steering_vector: the last axis of %s has %d, the output %d", name,
+                           dims[2], n);
+    if (opt->pca && (n_pos != n_neg || n_pos < 2))
+        return tlens__fail(err, TLENS_ERR_ARG,
+                           "tlens_steering_vector: pca pairs the prompts: it needs as many negative as positive prompts, "
+                           "at least 2 (got %d and %d)", n_pos, n_neg);
+    return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_steering_vector(tlens_ctx *ctx, const char *name, const int32_t *pos_tokens,
+                                             const int *pos_lens, int n_pos, const int32_t *neg_tokens,
+                                             const int *neg_lens, int n_neg, const tlens_steer_options *opt, float *out,
+                                             int n, tlens_error *err) {
+    tlens_steer_options defaults;
+    const int32_t *tokens[2];
+    const int *lens[2];
+    int count[2], point = -1, handle, k, w;
+    size_t rows;
+    double *acts = NULL, *diff = NULL;
+    tlens__grab g;
+    tlens_result r;
+    memset(&defaults, 0, sizeof defaults);
+    if (!opt) opt = &defaults;
+    if (!ctx || !name || !out || !pos_tokens || !pos_lens || !neg_tokens || !neg_lens)
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_steering_vector: a needed argument is NULL");
+    if ((r = tlens__steer_check(ctx, name, n_pos, n_neg, opt, n, &point, err))) return r;
+    rows = (size_t)n_pos + (size_t)n_neg;
+    acts = (double *)tlens__alloc(ctx->alloc, rows * (size_t)n * sizeof(double));
+    diff = (double *)tlens__alloc(ctx->alloc, (size_t)n * sizeof(double));
+    memset(&g, 0, sizeof g);
+    g.width = n;
+    g.last_token = opt->last_token != 0;
+    handle = acts && diff ? tlens_add_hook(ctx, name, tlens__grab_hook, &g) : 0;
+    if (!handle) {
+        r = tlens__fail(err, TLENS_ERR_NOMEM, "tlens_steering_vector: out of memory");
+    } else {
+        tokens[0] = pos_tokens; tokens[1] = neg_tokens;
+        lens[0] = pos_lens; lens[1] = neg_lens;
+        count[0] = n_pos; count[1] = n_neg;
+        r = tlens__steer_collect(ctx, point, &g, tokens, lens, count, opt, acts, err);
+        tlens_remove_hook(ctx, handle);
+    }
+    for (w = 0; !r && w < n; w++) { /* mean(positive) - mean(negative) */
+        double sp = 0, sn = 0;
+        for (k = 0; k < n_pos; k++) sp += acts[(size_t)k * (size_t)n + (size_t)w];
+        for (k = 0; k < n_neg; k++) sn += acts[(size_t)(n_pos + k) * (size_t)n + (size_t)w];
+        diff[w] = sp / n_pos - sn / n_neg;
+        out[w] = (float)diff[w];
+    }
+    if (!r && opt->pca) r = tlens__steer_pca_out(ctx->alloc, acts, n_pos, n, diff, out, err);
+    tlens__free(ctx->alloc, acts);
+    tlens__free(ctx->alloc, diff);
+    if (!r) tlens__ok(err);
+    return r;
 }
 
 #endif /* TLENS_IMPLEMENTATION_DONE */

@@ -1,13 +1,17 @@
 /* tlens - the command-line tool.
  *
- *   tlens run MODEL (--prompt TEXT | --tokens "1 2 3;4 5 6" | --tokens-npy FILE)
+ *   tlens run [MODEL] (--prompt TEXT | --tokens "1 2 3;4 5 6" | --tokens-npy FILE)
  *             [--raw] [--no-fold-ln] [--no-center-writing-weights]
  *             [--no-center-unembed] [--no-fold-value-biases] [--f16|--bf16]
  *             [--optional-hooks] [--cache GLOB]... [--npy DIR] [--top K]
  *             [--zero NAME[:HEAD]]... [--patch NAME=FILE.npy]... [--loss]
+ *             [--add NAME=FILE.npy[*COEF][@POS,POS...]]... [--interventions FILE.json]
  *   tlens generate [MODEL] (--prompt TEXT | --tokens "1 2 3") [-n N]
  *             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--print-ids]
- *   tlens hooks MODEL [--optional-hooks]
+ *             [--add NAME=FILE.npy[*COEF][@POS,POS...]]... [--interventions FILE.json]
+ *   tlens steer-vector [MODEL] --positive FILE --negative FILE --hook NAME -o VEC.npy
+ *             [--last-token] [--include-bos] [--pca] [--no-bos] [--interventions FILE.json]
+ *   tlens hooks [MODEL] [--optional-hooks]
  *   tlens tokenize [--tokenizer DIR] [--prepend-bos] (TEXT | --file PATH | --jsonl PATH)
  *
  * MODEL is a Hugging Face GPT-2 folder or a .tlens file; without one, the
@@ -43,6 +47,10 @@ typedef struct cli {
     const char *prompt, *tokens_text, *tokens_npy, *npy_dir, *tokenizer_dir, *file, *jsonl, *text;
     const char *globs[MAX_GLOBS], *zeros[MAX_GLOBS], *patches[MAX_GLOBS];
     int n_globs, n_zeros, n_patches, top, optional_hooks, no_bos, prepend_bos, loss, print_ids;
+    /* steering and intervention files */
+    const char *adds[MAX_GLOBS], *interventions, *positive, *negative, *hook, *out_path;
+    int n_adds;
+    tlens_steer_options steer;
     tlens_load_options load;
     tlens_generate_options gen;
 } cli;
@@ -61,8 +69,12 @@ static void usage(void) {
             "                 [--no-fold-value-biases] [--f16|--bf16] [--optional-hooks]\n"
             "                 [--cache GLOB]... [--npy DIR] [--top K]\n"
             "                 [--zero NAME[:HEAD]]... [--patch NAME=FILE.npy]... [--loss]\n"
+            "                 [--add NAME=FILE.npy[*COEF][@POS,POS...]]... [--interventions FILE.json]\n"
             "       tlens generate [MODEL] (--prompt TEXT | --tokens \"1 2 3\") [-n N] [--temperature T]\n"
             "                 [--top-k K] [--top-p P] [--seed S] [--print-ids]\n"
+            "                 [--add NAME=FILE.npy[*COEF][@POS,POS...]]... [--interventions FILE.json]\n"
+            "       tlens steer-vector [MODEL] --positive FILE --negative FILE --hook NAME -o VEC.npy\n"
+            "                 [--last-token] [--include-bos] [--pca] [--no-bos] [--interventions FILE.json]\n"
             "       tlens hooks [MODEL] [--optional-hooks]\n"
             "       tlens tokenize [--tokenizer DIR] [--prepend-bos] (TEXT | --file PATH | --jsonl PATH)\n");
 }
@@ -97,6 +109,19 @@ static int parse_common(cli *c, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--top-k")) { NEEDS_VALUE(); c->gen.top_k = atoi(next); }
     else if (!strcmp(a, "--top-p")) { NEEDS_VALUE(); c->gen.top_p = (float)atof(next); }
     else if (!strcmp(a, "--seed")) { NEEDS_VALUE(); c->gen.seed = (uint64_t)strtoull(next, NULL, 10); }
+    else if (!strcmp(a, "--interventions")) { NEEDS_VALUE(); c->interventions = next; }
+    else if (!strcmp(a, "--positive")) { NEEDS_VALUE(); c->positive = next; }
+    else if (!strcmp(a, "--negative")) { NEEDS_VALUE(); c->negative = next; }
+    else if (!strcmp(a, "--hook")) { NEEDS_VALUE(); c->hook = next; }
+    else if (!strcmp(a, "-o")) { NEEDS_VALUE(); c->out_path = next; }
+    else if (!strcmp(a, "--last-token")) c->steer.last_token = 1;
+    else if (!strcmp(a, "--include-bos")) c->steer.include_bos = 1;
+    else if (!strcmp(a, "--pca")) c->steer.pca = 1;
+    else if (!strcmp(a, "--add")) {
+        NEEDS_VALUE();
+        if (c->n_adds == MAX_GLOBS) return -1;
+        c->adds[c->n_adds++] = next;
+    }
     else if (!strcmp(a, "--cache") || !strcmp(a, "--zero") || !strcmp(a, "--patch")) {
         const char **list = a[2] == 'c' ? c->globs : a[2] == 'z' ? c->zeros : c->patches;
         int *count = a[2] == 'c' ? &c->n_globs : a[2] == 'z' ? &c->n_zeros : &c->n_patches;
@@ -265,6 +290,74 @@ static void print_top(const tlens_tensor *logits, int top, const tlens_tokenizer
     }
 }
 
+/* "POS,POS,..." -> positions; 0 when the text is not such a list. */
+static int parse_positions(const char *text, int *pos, int cap, int *n) {
+    *n = 0;
+    while (*text) {
+        char *end;
+        long v = strtol(text, &end, 10);
+        if (end == text || v < 0 || v > 1 << 24 || *n == cap || (*end && *end != ',')) return 0;
+        pos[(*n)++] = (int)v;
+        text = *end ? end + 1 : end;
+    }
+    return *n > 0;
+}
+
+/* --add NAME=FILE.npy[*COEF][@POS,POS...]: steering with a 1-D vector,
+ * coef times, at every position or the ones listed. */
+static int add_steering(const char *spec, tlens_ctx *ctx) {
+    char name[256], path[1024], tail[128];
+    const char *eq = strchr(spec, '='), *end, *at, *star;
+    int pos[256], n_pos = 0, ok;
+    float coef = 1.0f;
+    tlens_tensor t;
+    tlens_error err;
+    if (!eq || (size_t)(eq - spec) >= sizeof name || eq == spec) return die("--add needs NAME=FILE.npy[*COEF][@POS,...], got %s", spec);
+    memcpy(name, spec, (size_t)(eq - spec));
+    name[eq - spec] = 0;
+    end = eq + 1 + strlen(eq + 1);
+    at = strrchr(eq + 1, '@');
+    if (at && parse_positions(at + 1, pos, 256, &n_pos)) end = at;
+    star = NULL;
+    for (at = eq + 1; at < end; at++)
+        if (*at == '*') star = at;
+    if (star && (size_t)(end - star) < sizeof tail) { /* "*COEF": a number up to `end` */
+        char *num_end;
+        memcpy(tail, star + 1, (size_t)(end - star - 1));
+        tail[end - star - 1] = 0;
+        coef = (float)strtod(tail, &num_end);
+        if (num_end != tail && !*num_end) end = star;
+        else coef = 1.0f;
+    }
+    if ((size_t)(end - eq - 1) >= sizeof path || end == eq + 1) return die("--add: bad file in %s", spec);
+    memcpy(path, eq + 1, (size_t)(end - eq - 1));
+    path[end - eq - 1] = 0;
+    if (tlens_npy_load(path, &t, &err) != TLENS_OK) return die("%s", err.message);
+    if (t.ndim != 1) {
+        tlens_tensor_free(&t);
+        return die("--add: %s must hold a 1-D vector", path);
+    }
+    ok = tlens_add_steering(ctx, name, t.data, t.shape[0], coef, pos, n_pos, &err) > 0;
+    tlens_tensor_free(&t);
+    return ok ? 0 : die("%s", err.message);
+}
+
+/* --interventions FILE.json, then each --add, in the order given. */
+static int add_steering_and_files(const cli *c, tlens_ctx *ctx) {
+    int i;
+    if (c->interventions) {
+        tlens_interventions *iv;
+        tlens_error err;
+        tlens_result r = tlens_interventions_load(&iv, c->interventions, NULL, &err);
+        if (!r) r = tlens_add_interventions(ctx, iv, NULL, &err);
+        tlens_interventions_free(iv);
+        if (r) return die("%s", err.message);
+    }
+    for (i = 0; i < c->n_adds; i++)
+        if (add_steering(c->adds[i], ctx)) return 1;
+    return 0;
+}
+
 /* --zero NAME[:HEAD] and --patch NAME=FILE.npy become hooks. */
 static int add_interventions(const cli *c, tlens_ctx *ctx) {
     int i;
@@ -293,7 +386,7 @@ static int add_interventions(const cli *c, tlens_ctx *ctx) {
         tlens_tensor_free(&t);
         if (!ok) return die("cannot add --patch %s", c->patches[i]);
     }
-    return 0;
+    return add_steering_and_files(c, ctx);
 }
 
 static void print_loss(const tlens_ctx *ctx, const int32_t *ids, int rows, int cols) {
@@ -400,6 +493,113 @@ static int cmd_generate(int argc, char **argv) {
     }
     free(out);
     free(ids);
+    tlens_ctx_free(ctx);
+    tlens_free(model);
+    return status;
+}
+
+/* A whole file, NUL-terminated (not counted in *len); NULL when it cannot
+ * be read. */
+static char *read_text(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    size_t cap = 1 << 16, got;
+    char *buf = f ? (char *)malloc(cap + 1) : NULL, *bigger;
+    *len = 0;
+    while (buf && (got = fread(buf + *len, 1, cap - *len, f)) > 0) {
+        *len += got;
+        if (*len < cap) continue;
+        bigger = (char *)realloc(buf, (cap *= 2) + 1);
+        if (!bigger) free(buf);
+        buf = bigger;
+    }
+    if (f) fclose(f);
+    if (buf) buf[*len] = 0;
+    return buf;
+}
+
+/* The prompts of a file, one a line (empty lines skipped, "\r\n" too),
+ * each encoded with BOS first unless --no-bos, concatenated into *ids
+ * with their lengths in *lens. */
+static int read_prompts(const cli *c, const tlens_tokenizer *tok, const char *path, int32_t **ids, int **lens, int *n) {
+    size_t len, total = 0, start;
+    char *buf = read_text(path, &len);
+    int status = 0;
+    *ids = NULL;
+    *lens = NULL;
+    *n = 0;
+    if (!buf) return die("cannot read %s", path);
+    *ids = (int32_t *)malloc((len + 1) * 2 * sizeof **ids); /* at most one id per byte, plus BOS per line */
+    *lens = (int *)malloc((len + 1) * sizeof **lens);
+    for (start = 0; !status && *ids && *lens && start < len;) {
+        size_t end = start, line;
+        int32_t *one;
+        int count;
+        while (end < len && buf[end] != '\n') end++;
+        line = end - start;
+        if (line && buf[start + line - 1] == '\r') line--;
+        if (line) {
+            status = encode_text(tok, buf + start, line, !c->no_bos, &one, &count);
+            if (!status) {
+                memcpy(*ids + total, one, (size_t)count * sizeof *one);
+                total += (size_t)count;
+                (*lens)[(*n)++] = count;
+                free(one);
+            }
+        }
+        start = end + 1;
+    }
+    free(buf);
+    if (!*ids || !*lens) status = die("%s", "out of memory");
+    if (!status && *n == 0) status = die("%s: no prompts", path);
+    return status;
+}
+
+static int cmd_steer_vector(int argc, char **argv) {
+    cli c;
+    tlens_model *model;
+    tlens_ctx *ctx = NULL;
+    tlens_tokenizer *owned = NULL;
+    const tlens_tokenizer *tok;
+    tlens_error err;
+    tlens_tensor vec;
+    int32_t *pos_ids = NULL, *neg_ids = NULL;
+    int *pos_lens = NULL, *neg_lens = NULL, n_pos = 0, n_neg = 0, n, i, status = 0;
+    double norm = 0;
+    if (parse_args(&c, argc, argv)) return 1;
+    if (!c.positive || !c.negative || !c.hook || !c.out_path)
+        return die("%s", "steer-vector needs --positive FILE --negative FILE --hook NAME -o VEC.npy");
+    if (tlens_load(&model, c.model_path, &c.load, &err) != TLENS_OK) return die("%s", err.message);
+    memset(&vec, 0, sizeof vec);
+    if (!(tok = get_tokenizer(&c, model, &owned)) || read_prompts(&c, tok, c.positive, &pos_ids, &pos_lens, &n_pos) ||
+        read_prompts(&c, tok, c.negative, &neg_ids, &neg_lens, &n_neg)) {
+        status = 1;
+    } else if (tlens_ctx_new(&ctx, model, &err) != TLENS_OK) {
+        status = die("%s", err.message);
+    } else {
+        tlens_set_optional_hooks(ctx, c.optional_hooks);
+        n = tlens_hook_last_dim(ctx, c.hook);
+        vec.ndim = 1;
+        vec.shape[0] = n;
+        if (n < 1) status = die("%s: no hook point of that name with a fixed last dimension", c.hook);
+        else if (!(vec.data = (float *)malloc((size_t)n * sizeof(float)))) status = die("%s", "out of memory");
+        else if (add_interventions(&c, ctx)) status = 1;
+        else if (tlens_steering_vector(ctx, c.hook, pos_ids, pos_lens, n_pos, neg_ids, neg_lens, n_neg, &c.steer,
+                                       vec.data, n, &err) != TLENS_OK)
+            status = die("%s", err.message);
+        else if (tlens_npy_save(c.out_path, &vec, &err) != TLENS_OK)
+            status = die("%s", err.message);
+        for (i = 0; !status && i < n; i++) norm += (double)vec.data[i] * vec.data[i];
+        if (!status)
+            printf("steering vector [%d] at %s: norm %.6f, %d positive and %d negative prompts, %s%s\n", n, c.hook,
+                   sqrt(norm), n_pos, n_neg, c.steer.last_token ? "last token" : "mean over positions",
+                   c.steer.pca ? ", first principal component of the pair differences" : "");
+    }
+    free(vec.data);
+    free(pos_ids);
+    free(neg_ids);
+    free(pos_lens);
+    free(neg_lens);
+    tlens_tokenizer_free(owned);
     tlens_ctx_free(ctx);
     tlens_free(model);
     return status;
@@ -537,6 +737,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "hooks")) return cmd_hooks(argc, argv);
     if (!strcmp(argv[1], "generate")) return cmd_generate(argc, argv);
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc, argv);
+    if (!strcmp(argv[1], "steer-vector")) return cmd_steer_vector(argc, argv);
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) { usage(); return 0; }
     usage();
     return die("unknown command %s", argv[1]);
