@@ -5,9 +5,11 @@
  * of SAELens' equations from the cached hooked activation, for each
  * architecture, normalisation, weight type and shape mode; then the
  * splicing identities (error term, patch, feature ablation), raw-model
- * centring, hook-point bookkeeping, and malformed input.
+ * centring, hook-point bookkeeping, the command-line tool, and malformed
+ * input.
  *
- * Included from test_main.c after test_loader.c (test_loader_util.h). */
+ * Included from test_main.c after test_loader.c (test_loader_util.h) and
+ * test_examples.c (tx_run, to start the tool). */
 #include "test_loader_util.h"
 
 #define TS_TMP "build/test-tmp/sae/"
@@ -855,6 +857,76 @@ static void test_sae_raw_model_centring(void) {
 }
 
 /* ------------------------------------------------------------------------
+ * The command-line tool
+ * ---------------------------------------------------------------------- */
+
+/* tlens run --sae DIR --sae-top K prints, per position, the K most active
+ * features, those of the API's run. */
+static void test_sae_cli(void) {
+    char dir[256], name[64];
+    ts_sae a;
+    ts_spec s = ts_default();
+    tlens_sae *sae;
+    tlens_model *m;
+    tlens_ctx *ctx;
+    tlens_error err;
+    tlens_sae_attach_options o = ts_opts(1, TLENS_SAE_CENTER_AUTO);
+    int32_t tok[5] = {3, 14, 15, 92, 65};
+    const tlens_tensor *post;
+    char *out, *line;
+    int p, lines = 0;
+    if (!tx_have("tlens")) TT_SKIP("build/tlens is missing (make builds it)");
+    ts_make(&a, &s);
+    ts_write(dir, sizeof dir, "cli", &a);
+    out = tx_run("tlens", "run " TS_MODEL " --tokens \"3 14 15 92 65\" --sae %s --sae-top 3", dir);
+    TT_REQUIRE(out != NULL);
+    m = ts_model(0);
+    sae = ts_load(dir);
+    TT_REQUIRE(m && sae);
+    tlens_ctx_new(&ctx, m, &err);
+    TT_REQUIRE(tlens_sae_attach(ctx, sae, &o, &err) == TLENS_OK);
+    tlens_cache_select(ctx, "*.hook_sae_acts_post");
+    TT_REQUIRE(tlens_run(ctx, tok, 1, 5, &err) == TLENS_OK);
+    post = ts_get(ctx, s.hook, "hook_sae_acts_post");
+    TT_CHECK(strstr(out, "blocks.1.hook_resid_pre.hook_sae_acts_post") != NULL);
+    for (line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+        int b, pos, f[3], k;
+        float v[3];
+        if (sscanf(line, "%d %d %d %f %d %f %d %f", &b, &pos, &f[0], &v[0], &f[1], &v[1], &f[2], &v[2]) != 8) continue;
+        TT_REQUIRE(b == 0 && pos >= 0 && pos < 5);
+        for (k = 0; k < 3; k++) {
+            int g, above = 0;
+            const float *row = post->data + (size_t)pos * 96;
+            TT_CHECK_CLOSE(v[k], row[f[k]], 1e-4, 1e-4);
+            for (g = 0; g < 96; g++) above += row[g] > row[f[k]];
+            TT_CHECK_INT(above, k);
+        }
+        lines++;
+    }
+    TT_CHECK_INT(lines, 5);
+    free(out);
+    /* its points work with --cache / --zero like any other */
+    snprintf(name, sizeof name, "sae-cli-npy");
+    out = tx_run("tlens", "run " TS_MODEL " --tokens \"3 14 15\" --sae %s --sae-no-error --zero "
+                 "blocks.1.hook_resid_pre.hook_sae_acts_post:7 --cache 'blocks.1.hook_resid_pre.*' --npy " TS_TMP "%s",
+                 dir, name);
+    TT_REQUIRE(out != NULL);
+    free(out);
+    {
+        tlens_tensor t;
+        TT_REQUIRE(tlens_npy_load(TS_TMP "sae-cli-npy/blocks.1.hook_resid_pre.hook_sae_acts_post.npy", &t, &err) == TLENS_OK);
+        TT_CHECK_INT(t.ndim, 3);
+        TT_CHECK_INT(t.shape[2], 96);
+        for (p = 0; p < 3; p++) TT_CHECK_CLOSE(t.data[p * 96 + 7], 0.0, 0, 0);
+        tlens_tensor_free(&t);
+    }
+    tlens_ctx_free(ctx);
+    tlens_sae_free(sae);
+    ts_free(&a);
+    tlens_free(m);
+}
+
+/* ------------------------------------------------------------------------
  * Malformed input
  * ---------------------------------------------------------------------- */
 
@@ -1116,6 +1188,7 @@ void tests_sae(void) {
     TT_RUN(test_sae_feature_ablation);
     TT_RUN(test_sae_hooks_and_names);
     TT_RUN(test_sae_raw_model_centring);
+    TT_RUN(test_sae_cli);
     TT_RUN(test_sae_bad_config);
     TT_RUN(test_sae_bad_weights);
     TT_RUN(test_sae_byte_flips);
