@@ -7957,24 +7957,34 @@ static void tlens__sae_activate(const tlens__sae_run *u) {
     }
 }
 
+/* Rows decoded together: each row of W_dec is read once per block. */
+#define TLENS__SAE_ROWS 16
+
+/* o (d) += v * w, on the vector macros of 3.10. */
+static void tlens__sae_axpy(float *o, float v, const float *w, int d) {
+    tlens__vf vv = TLENS__V_SET1(v);
+    int i;
+    TLENS__FOR_VECTORS(i, d) TLENS__V_STORE(o + i, TLENS__V_FMA(vv, TLENS__V_LOAD(w + i), TLENS__V_LOAD(o + i)));
+    for (; i < d; i++) o[i] += v * w[i];
+}
+
 /* out (R, d) = (acts * scale) @ W_dec + b_dec, adding only the rows of
- * W_dec whose feature is not 0. */
+ * W_dec whose feature is not 0, in feature order (so the result does not
+ * depend on the blocking or the threads). */
 static void tlens__sae_decode(const tlens_sae *s, const float *acts, float *out, int R) {
-    int r, d = s->cfg.d_in, S = s->cfg.d_sae;
+    int blk, d = s->cfg.d_in, S = s->cfg.d_sae, blocks = (R + TLENS__SAE_ROWS - 1) / TLENS__SAE_ROWS;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (R >= 8)
+#pragma omp parallel for schedule(dynamic) if (blocks > 1)
 #endif
-    for (r = 0; r < R; r++) {
-        const float *a = acts + (size_t)r * (size_t)S;
-        float *o = out + (size_t)r * (size_t)d;
-        int f, i;
-        memcpy(o, s->b_dec, (size_t)d * sizeof(float));
+    for (blk = 0; blk < blocks; blk++) {
+        int r0 = blk * TLENS__SAE_ROWS, n = tlens__min_int(TLENS__SAE_ROWS, R - r0), f, r;
+        for (r = r0; r < r0 + n; r++) memcpy(out + (size_t)r * (size_t)d, s->b_dec, (size_t)d * sizeof(float));
         for (f = 0; f < S; f++) {
             const float *w = s->W_dec + (size_t)f * (size_t)d;
-            float v = a[f];
-            if (v == 0.0f) continue;
-            if (s->scale) v *= s->scale[f];
-            for (i = 0; i < d; i++) o[i] += v * w[i];
+            for (r = r0; r < r0 + n; r++) {
+                float v = acts[(size_t)r * (size_t)S + (size_t)f];
+                if (v != 0.0f) tlens__sae_axpy(out + (size_t)r * (size_t)d, s->scale ? v * s->scale[f] : v, w, d);
+            }
         }
     }
 }
