@@ -688,7 +688,10 @@ TLENS_API tlens_result tlens_detect_heads(tlens_ctx *ctx,
  * is one of the residual stream's (hook_embed, hook_pos_embed,
  * hook_resid_pre / mid / post, hook_attn_out, hook_mlp_out): the SAE's
  * points then hold exactly what they hold on the processed model, and the
- * log-probabilities agree. TLENS_SAE_CENTER_ON / _OFF force it.
+ * log-probabilities agree. TLENS_SAE_CENTER_ON / _OFF force it. (The
+ * other way round cannot be repaired: an SAE whose cfg.json lists
+ * model_from_pretrained_kwargs such as center_writing_weights: false was
+ * trained on the raw stream and wants the model loaded that way.)
  *
  * An SAE is read-only once loaded: several contexts (and threads) may use
  * one; it must outlive them. With TLENS_NO_HOOKS attaching fails.
