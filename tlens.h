@@ -50,6 +50,7 @@
  *      2.6 Tensors, hooks and the run context
  *      2.7 .npy files (not with TLENS_NO_STDIO)
  *      2.8 The interpretability toolkit
+ *      2.9 Sparse autoencoders (SAELens format)
  *      2.10 Steering and interventions
  *   3. Implementation
  *      3.1 Errors, allocation, files
@@ -67,6 +68,7 @@
  *      3.13 The interpretability toolkit: loss, generation, ablation, patching,
  *           the residual stream, head detection
  *      3.14 Random models, for tests and benchmarks of real shapes
+ *      3.15 Sparse autoencoders (SAELens format): loading, splicing
  *      3.16 Steering vectors and intervention files
  *   4. License
  *
@@ -542,7 +544,8 @@ TLENS_API tlens_result tlens_generate(tlens_ctx *ctx, const int32_t *prompt,
 /* Ablation and patching, as hooks the context owns (remove them with
  * tlens_remove_hook / tlens_reset_hooks). head -1: every head; for
  * head-indexed points (q, k, v, z, result, *_input: axis 2; attn_scores and
- * pattern: axis 1) a head number edits only that head.
+ * pattern: axis 1) a head number edits only that head; for an SAE's
+ * hook_sae_acts_pre / hook_sae_acts_post (2.9) it picks one feature.
  * Mean ablation replaces each value by its mean over batch and positions. */
 enum { TLENS_ABLATE_ZERO = 0, TLENS_ABLATE_MEAN = 1 };
 TLENS_API int tlens_add_ablation(tlens_ctx *ctx, const char *pattern, int head,
@@ -610,6 +613,158 @@ TLENS_API tlens_result tlens_detect_heads(tlens_ctx *ctx,
                                           int kind,
                                           const tlens_detect_options *opt,
                                           float *scores, tlens_error *err);
+
+/* ------------------------------------------------------------------------
+ * 2.9 Sparse autoencoders (SAELens format)
+ *
+ * An SAE folder as SAELens writes it: cfg.json and sae_weights.safetensors
+ * holding W_enc [d_in, d_sae], b_enc [d_sae], W_dec [d_sae, d_in],
+ * b_dec [d_in] and, for JumpReLU, threshold [d_sae] (F32, F16 or BF16;
+ * tlens computes in float32 whatever cfg.json's dtype says). cfg.json's
+ * keys of every SAELens version are read: architecture ("standard",
+ * "topk", "jumprelu"; absent: standard), or the older activation_fn_str
+ * "relu" / "topk" with activation_fn_kwargs {"k": K} (or "k"), d_in,
+ * d_sae, hook_name (or hook_point; at the top or under "metadata"),
+ * hook_head_index, apply_b_dec_to_input (absent: true),
+ * normalize_activations, reshape_activations, finetuning_scaling_factor.
+ *
+ * Attached to a context, the SAE replaces the activation x of the hook
+ * point its cfg.json names by its output, as SAELens' HookedSAETransformer
+ * (add_sae) does. Per position, x [d_in]:
+ *
+ *   x'        = normalise(x)                       (see below)
+ *   sae_in    = x' - b_dec  (or x' when not apply_b_dec_to_input)
+ *   acts_pre  = sae_in @ W_enc + b_enc                         [d_sae]
+ *   acts_post = ReLU(acts_pre)                                 standard
+ *             = ReLU of the k largest acts_pre, 0 elsewhere    topk
+ *             = ReLU(acts_pre) where acts_pre > threshold, else 0  jumprelu
+ *   recons    = acts_post @ W_dec + b_dec                      [d_in]
+ *   output    = unnormalise(recons)       (+ error, with the error term)
+ *
+ * When cfg.json's finetuning_scaling_factor is true, acts_post is
+ * multiplied by the file's "scaling_factor" tensor [d_sae] before W_dec
+ * (a factor of all ones is dropped, as SAELens does). With use_error_term,
+ * error = x - the output computed from the same x with no hook editing the
+ * SAE, and output = recons + error: the model's output is unchanged unless
+ * a hook edits the SAE's input, features or reconstruction, and such edits
+ * then take effect exactly (SAELens' use_error_term). Without it the model
+ * runs on the reconstruction.
+ *
+ * The SAE's internals are hook points of their own, named as SAELens names
+ * them and firing in this order, right after the host point's own hooks
+ * and cache copy (the host keeps firing, with the SAE's input x; SAELens
+ * replaces it):
+ *   <hook_name>.hook_sae_input     [b, p, d_in]   x, before normalising
+ *   <hook_name>.hook_sae_acts_pre  [b, p, d_sae]
+ *   <hook_name>.hook_sae_acts_post [b, p, d_sae]  the features
+ *   <hook_name>.hook_sae_recons    [b, p, d_in]   before unnormalising
+ *   <hook_name>.hook_sae_error     (the host's shape; with the error term)
+ *   <hook_name>.hook_sae_output    (the host's shape) what flows on
+ * They take hooks, globs, the cache (tlens_cache_get by full name),
+ * tlens_add_ablation and tlens_add_patch like any other point; for the
+ * two acts points the `head` argument of those picks one feature.
+ *
+ * normalize_activations: "none"; "constant_norm_rescale": x times
+ * sqrt(d_in) / |x|, the output divided by the same; "layer_norm": (x - mean)
+ * / (std + 1e-5), the output times std plus mean (std with n - 1, as
+ * torch.std); "expected_average_only_in": x times s, the output divided by
+ * s, where s is the release's norm_scaling_factor (SAELens' from_pretrained
+ * folds it into the weights, which is the same): give it in the load
+ * options or as "norm_scaling_factor" in cfg.json; without one s = 1, as in
+ * SAELens' load_from_disk.
+ *
+ * Shapes: an SAE on attn.hook_z with d_in = n_heads * d_head sees
+ * [b, p, head, d_head] flattened to [b, p, d_in] (reshape_activations
+ * "hook_z", or a hook_name ending in "_z" in older cfg.json files); with a
+ * hook_head_index it sees only that head's [b, p, d_in] slice of a
+ * per-head point (q, k, v, z, the *_input points) and leaves the others.
+ *
+ * Raw models: SAEs trained on TransformerLens' processed GPT-2 (the
+ * default of from_pretrained, center_writing_weights) were trained on a
+ * residual stream whose mean over d_model is zero at every position. A
+ * model loaded raw (or without center_writing_weights) has the same
+ * stream plus that mean, so the SAE would see other inputs. The attach
+ * option `center` (TLENS_SAE_CENTER_AUTO, the default) subtracts each
+ * position's mean over d_model before the SAE and adds it back to the
+ * output when the model's writing weights are not centred and the point
+ * is one of the residual stream's (hook_embed, hook_pos_embed,
+ * hook_resid_pre / mid / post, hook_attn_out, hook_mlp_out): the SAE's
+ * points then hold exactly what they hold on the processed model, and the
+ * log-probabilities agree. TLENS_SAE_CENTER_ON / _OFF force it. (The
+ * other way round cannot be repaired: an SAE whose cfg.json lists
+ * model_from_pretrained_kwargs such as center_writing_weights: false was
+ * trained on the raw stream and wants the model loaded that way.)
+ *
+ * An SAE is read-only once loaded: several contexts (and threads) may use
+ * one; it must outlive them. With TLENS_NO_HOOKS attaching fails.
+ * Memory: W_enc and W_dec as float32 (2 * d_in * d_sae * 4 bytes) and, per
+ * context, about 2 * batch * pos * d_sae floats during a run.
+ * ---------------------------------------------------------------------- */
+typedef struct tlens_sae tlens_sae;
+
+enum { TLENS_SAE_STANDARD = 0, TLENS_SAE_TOPK = 1, TLENS_SAE_JUMPRELU = 2 };
+enum {
+    TLENS_SAE_NORM_NONE = 0,
+    TLENS_SAE_NORM_EXPECTED_AVERAGE_ONLY_IN = 1,
+    TLENS_SAE_NORM_CONSTANT_NORM_RESCALE = 2,
+    TLENS_SAE_NORM_LAYER_NORM = 3
+};
+
+/* What cfg.json says, as read. */
+typedef struct tlens_sae_config {
+    int architecture;            /* TLENS_SAE_STANDARD, _TOPK, _JUMPRELU   */
+    int d_in, d_sae;
+    int k;                       /* TopK: features kept per position       */
+    char hook_name[128];         /* e.g. "blocks.7.hook_resid_pre"         */
+    int hook_head_index;         /* -1: null                               */
+    int apply_b_dec_to_input;
+    int normalize_activations;   /* TLENS_SAE_NORM_*                       */
+    float norm_scaling_factor;   /* expected_average_only_in's s (1: none) */
+    int reshape_hook_z;          /* [.., head, d_head] seen as [.., d_in]  */
+    int finetuning_scaling;      /* acts are scaled before W_dec           */
+    tlens_dtype dtype;           /* W_enc's element type in the file       */
+} tlens_sae_config;
+
+/* Zero-initialised (or NULL) means defaults. */
+typedef struct tlens_sae_load_options {
+    float norm_scaling_factor;   /* > 0: expected_average_only_in's s,
+                                    overriding cfg.json                    */
+    tlens_allocator allocator;
+} tlens_sae_load_options;
+
+/* Load folder `dir` (cfg.json + sae_weights.safetensors). Both files are
+ * read into memory first. Not with TLENS_NO_STDIO. */
+TLENS_API tlens_result tlens_sae_load(tlens_sae **out, const char *dir,
+                                      const tlens_sae_load_options *opt,
+                                      tlens_error *err);
+/* The same from the two files' contents in memory (cfg_json need not be
+ * NUL-terminated); nothing is kept pointing into them. */
+TLENS_API tlens_result tlens_sae_load_memory(tlens_sae **out,
+                                             const char *cfg_json, size_t cfg_len,
+                                             const void *weights, size_t weights_len,
+                                             const tlens_sae_load_options *opt,
+                                             tlens_error *err);
+TLENS_API void tlens_sae_free(tlens_sae *sae);
+TLENS_API const tlens_sae_config *tlens_sae_get_config(const tlens_sae *sae);
+
+enum { TLENS_SAE_CENTER_AUTO = 0, TLENS_SAE_CENTER_ON = 1, TLENS_SAE_CENTER_OFF = 2 };
+/* Zero-initialised (or NULL): no error term (SAELens' default), AUTO. */
+typedef struct tlens_sae_attach_options {
+    int use_error_term;
+    int center;                  /* TLENS_SAE_CENTER_*                     */
+} tlens_sae_attach_options;
+
+/* Splice `sae` into ctx at its hook_name (replacing an SAE already
+ * there). TLENS_ERR_NOT_FOUND when the model has no such point,
+ * TLENS_ERR_SHAPE when its activation is not d_in wide. An SAE on an
+ * optional point runs while the optional points are on. */
+TLENS_API tlens_result tlens_sae_attach(tlens_ctx *ctx, const tlens_sae *sae,
+                                        const tlens_sae_attach_options *opt,
+                                        tlens_error *err);
+/* Remove the SAE at hook point `hook_name` (NULL: every SAE), its hook
+ * points and their cached values; TLENS_ERR_NOT_FOUND when there is none.
+ * Hooks added on its points stay (they match nothing until re-attached). */
+TLENS_API tlens_result tlens_sae_detach(tlens_ctx *ctx, const char *hook_name);
 
 /* ------------------------------------------------------------------------
  * 2.10 Steering and interventions
@@ -5185,7 +5340,12 @@ typedef struct tlens__point {
     int first_hook, n_hooks;/* into ctx->point_hooks */
     tlens_tensor cache;     /* the cached copy (data owned)      */
     size_t cache_cap;
+    int sae_site;           /* a host: 1 + its SAE's site (3.15), 0: none */
+    int sae_host;           /* an SAE's own point: 1 + its host, 0: not   */
 } tlens__point;
+
+/* A sparse autoencoder spliced into a hook point (3.15). */
+typedef struct tlens__sae_site tlens__sae_site;
 
 struct tlens_ctx {
     const tlens_model *m;
@@ -5222,7 +5382,14 @@ struct tlens_ctx {
     unsigned char *key_mask;/* (B, mask_stride): 0 for padding; NULL: all real */
     int mask_stride;
     unsigned char *mask_buf;
+    tlens__sae_site *sae_sites; /* attached SAEs (3.15) */
+    int n_sae_sites;
 };
+
+static void tlens__sae_sites_free(tlens_ctx *ctx);
+#ifndef TLENS_NO_HOOKS
+static int tlens__sae_splice(tlens_ctx *ctx, int host, tlens_tensor *t);
+#endif
 
 /* Shell-style glob: '*' matches any run of characters (dots too), '?' one. */
 static int tlens__glob(const char *p, const char *s) {
@@ -5337,8 +5504,9 @@ static tlens_result tlens__points_update(tlens_ctx *ctx, tlens_error *err) {
         p->n_hooks = total - p->first_hook;
         p->cached = (unsigned char)tlens__selected(ctx, p->name);
         if (p->optional && !ctx->optional_hooks) p->n_hooks = 0, p->cached = 0;
-        p->active = (unsigned char)(p->n_hooks || p->cached);
-        if (p->active && p->layer >= 0 &&
+        p->active = (unsigned char)(p->n_hooks || p->cached ||
+                                    (p->sae_site && (!p->optional || ctx->optional_hooks)));
+        if (p->active && p->layer >= 0 && !p->sae_host &&
             (i - TLENS__HP_GLOBAL_PRE) % TLENS__HP_PER_BLOCK >= TLENS__HP_ATTN_SCORES &&
             (i - TLENS__HP_GLOBAL_PRE) % TLENS__HP_PER_BLOCK <= TLENS__HP_PATTERN)
             ctx->any_attn_materialized = 1;
@@ -5375,6 +5543,7 @@ static int tlens__fire(tlens_ctx *ctx, int i, tlens_tensor *t) {
         p->cache.ndim = t->ndim;
         memcpy(p->cache.shape, t->shape, sizeof t->shape);
     }
+    if (p->sae_site) return tlens__sae_splice(ctx, i, t); /* the SAE's output flows on */
     return 0;
 }
 
@@ -5825,7 +5994,8 @@ static int tlens__head_inputs(tlens_ctx *ctx, int l) {
     int B = ctx->B, T = ctx->T, H = c->n_heads, D = c->d_model, p = tlens__block_point(ctx, l, 0), k;
     size_t n = (size_t)B * (size_t)T * (size_t)H * (size_t)D;
     ctx->head_inputs_edited = 0;
-    for (k = TLENS__HP_ATTN_IN; k <= TLENS__HP_V_INPUT; k++) ctx->head_inputs_edited |= ctx->points[p + k].n_hooks > 0;
+    for (k = TLENS__HP_ATTN_IN; k <= TLENS__HP_V_INPUT; k++)
+        ctx->head_inputs_edited |= ctx->points[p + k].n_hooks > 0 || ctx->points[p + k].sae_site;
     if (!ctx->head_inputs_edited && !ctx->points[p + TLENS__HP_ATTN_IN].active &&
         !ctx->points[p + TLENS__HP_Q_INPUT].active && !ctx->points[p + TLENS__HP_K_INPUT].active &&
         !ctx->points[p + TLENS__HP_V_INPUT].active)
@@ -6031,6 +6201,7 @@ TLENS_DEF void tlens_ctx_free(tlens_ctx *ctx) {
     for (i = 0; i < ctx->n_points; i++) tlens__free(ctx->alloc, ctx->points[i].cache.data);
     for (i = 0; i < ctx->n_hooks; i++) tlens__hook_release(ctx, &ctx->hooks[i]);
     for (i = 0; i < ctx->n_sel; i++) tlens__free(ctx->alloc, ctx->sel[i].pattern);
+    tlens__sae_sites_free(ctx);
     tlens__free(ctx->alloc, ctx->points);
     tlens__free(ctx->alloc, ctx->names);
     tlens__free(ctx->alloc, ctx->hooks);
@@ -6199,11 +6370,14 @@ TLENS_DEF int tlens_hook_count(const tlens_ctx *ctx) {
     return n;
 }
 
+/* An SAE's own points (3.15) come right after their host, in firing order. */
 TLENS_DEF const char *tlens_hook_name(const tlens_ctx *ctx, int index) {
-    int i;
+    int i, j;
     for (i = 0; i < ctx->n_points; i++) {
-        if (ctx->points[i].optional && !ctx->optional_hooks) continue;
-        if (index-- == 0) return ctx->points[i].name;
+        if (ctx->points[i].sae_host) continue;
+        if (!(ctx->points[i].optional && !ctx->optional_hooks) && index-- == 0) return ctx->points[i].name;
+        for (j = 0; ctx->points[i].sae_site && j < ctx->n_points; j++)
+            if (ctx->points[j].sae_host == i + 1 && index-- == 0) return ctx->points[j].name;
     }
     return NULL;
 }
@@ -6683,6 +6857,7 @@ static void tlens__point_axes(const char *name, int ndim, int *head_axis, int *p
     int scores = strstr(name, "attn_scores") || strstr(name, "hook_pattern");
     *pos_axis = ndim >= 2 ? (scores ? 2 : 1) : -1;
     *head_axis = ndim == 4 ? (scores ? 1 : 2) : -1;
+    if (strstr(name, ".hook_sae_acts_")) *head_axis = ndim - 1; /* an SAE's features (3.15) */
 }
 
 typedef struct tlens__edit {
@@ -7110,6 +7285,965 @@ TLENS_DEF tlens_result tlens_init_random(tlens_model **out, const tlens_config *
     tlens__ok(err);
     return TLENS_OK;
 }
+
+/* ------------------------------------------------------------------------
+ * 3.15 Sparse autoencoders (SAELens format): loading, splicing
+ *
+ * Loading reads cfg.json with the JSON reader (3.4) and the weights'
+ * header with the safetensors parser (3.6); every tensor's shape is
+ * checked against d_in and d_sae before anything is allocated. W_enc is
+ * packed for the matmul kernels (3.5); W_dec stays row-major (d_sae,
+ * d_in), so that decoding adds only the rows of the active features.
+ *
+ * Splicing: an attached SAE is a "site" of the context: its host point (a
+ * model point, which fires as before) and six points of its own, appended
+ * after the model's points and marked with their host (sae_host). After
+ * the host's hooks and cache copy, tlens__fire calls tlens__sae_splice,
+ * which computes the SAE in scratch the site owns, fires the six points on
+ * the way, and writes the output over the host's activation, which then
+ * flows downstream as any edit does.
+ * ---------------------------------------------------------------------- */
+struct tlens_sae {
+    tlens_sae_config cfg;
+    tlens_allocator alloc;
+    tlens__mat W_enc;           /* (d_in, d_sae), packed float32        */
+    const float *W_dec;         /* (d_sae, d_in), row-major             */
+    const float *b_enc, *b_dec; /* (d_sae), (d_in)                      */
+    const float *threshold;     /* (d_sae): JumpReLU, else NULL         */
+    const float *scale;         /* (d_sae): finetuning scaling, or NULL */
+    float *block;               /* the one allocation holding them all  */
+};
+
+/* ---- cfg.json ---- */
+
+/* A member of cfg.json: at the top, else under "metadata" or "meta"
+ * (where SAELens 6 keeps hook_name and hook_head_index); -1 when absent
+ * or null. */
+static int tlens__sae_member(const tlens__json *j, const char *key) {
+    int n = tlens__json_get(j, 0, key);
+    if (n < 0) n = tlens__json_get(j, tlens__json_get(j, 0, "metadata"), key);
+    if (n < 0) n = tlens__json_get(j, tlens__json_get(j, 0, "meta"), key);
+    return n >= 0 && j->nodes[n].type == TLENS__JSON_NULL ? -1 : n;
+}
+
+/* A string node's text for a message. */
+static const char *tlens__sae_text(const tlens__json *j, int n, char *buf, size_t cap) {
+    if (j->nodes[n].type != TLENS__JSON_STRING || tlens__json_decode(&j->nodes[n], buf, cap) == (size_t)-1)
+        return "(not a short string)";
+    return buf;
+}
+
+/* Node n (when not -1) as an integer in lo .. hi. */
+static tlens_result tlens__sae_int(const tlens__json *j, int n, const char *key, int lo, int hi, int *out,
+                                   const char *what, tlens_error *err) {
+    const tlens__json_node *v;
+    if (n < 0) return TLENS_OK;
+    v = &j->nodes[n];
+    if (v->type != TLENS__JSON_NUMBER || !v->is_integer || v->integer < lo || v->integer > hi)
+        return tlens__fail(err, TLENS_ERR_CONFIG, "%s: \"%s\" must be an integer in %d..%d", what, key, lo, hi);
+    *out = (int)v->integer;
+    return TLENS_OK;
+}
+
+static tlens_result tlens__sae_bool(const tlens__json *j, const char *key, int *out, const char *what,
+                                    tlens_error *err) {
+    int n = tlens__sae_member(j, key);
+    if (n < 0) return TLENS_OK;
+    if (j->nodes[n].type != TLENS__JSON_TRUE && j->nodes[n].type != TLENS__JSON_FALSE)
+        return tlens__fail(err, TLENS_ERR_CONFIG, "%s: \"%s\" must be true or false", what, key);
+    *out = j->nodes[n].type == TLENS__JSON_TRUE;
+    return TLENS_OK;
+}
+
+/* architecture, or the older activation_fn_str: before SAELens 6 a TopK
+ * SAE was a "standard" one with a "topk" activation and k in its kwargs. */
+static tlens_result tlens__sae_cfg_arch(tlens_sae_config *c, const tlens__json *j, const char *what,
+                                        tlens_error *err) {
+    int a = tlens__sae_member(j, "architecture"), f = tlens__sae_member(j, "activation_fn_str"), k;
+    char buf[48];
+    if (f < 0) f = tlens__sae_member(j, "activation_fn");
+    c->architecture = TLENS_SAE_STANDARD;
+    if (a >= 0 && tlens__json_str_eq(&j->nodes[a], "topk")) c->architecture = TLENS_SAE_TOPK;
+    else if (a >= 0 && tlens__json_str_eq(&j->nodes[a], "jumprelu")) c->architecture = TLENS_SAE_JUMPRELU;
+    else if (a >= 0 && !tlens__json_str_eq(&j->nodes[a], "standard"))
+        return tlens__fail(err, TLENS_ERR_CONFIG, "%s: architecture \"%s\" is not supported (standard, topk, jumprelu)",
+                           what, tlens__sae_text(j, a, buf, sizeof buf));
+    if (f >= 0 && tlens__json_str_eq(&j->nodes[f], "topk")) {
+        if (c->architecture == TLENS_SAE_STANDARD) c->architecture = TLENS_SAE_TOPK;
+    } else if (f >= 0 && !tlens__json_str_eq(&j->nodes[f], "relu")) {
+        return tlens__fail(err, TLENS_ERR_CONFIG, "%s: activation function \"%s\" is not supported (relu, topk)", what,
+                           tlens__sae_text(j, f, buf, sizeof buf));
+    }
+    if (c->architecture != TLENS_SAE_TOPK) return TLENS_OK;
+    k = tlens__sae_member(j, "k");
+    if (k < 0) k = tlens__json_get(j, tlens__sae_member(j, "activation_fn_kwargs"), "k");
+    if (k < 0) return tlens__fail(err, TLENS_ERR_CONFIG, "%s: a TopK SAE needs \"k\" (or activation_fn_kwargs {\"k\": K})", what);
+    return tlens__sae_int(j, k, "k", 1, c->d_sae, &c->k, what, err);
+}
+
+/* normalize_activations (a bool before SAELens 3: true meant
+ * expected_average_only_in) and the scaling factor that mode needs. */
+static tlens_result tlens__sae_cfg_norm(tlens_sae_config *c, const tlens__json *j, const char *what,
+                                        tlens_error *err) {
+    static const char *const modes[4] = {"none", "expected_average_only_in", "constant_norm_rescale", "layer_norm"};
+    int n = tlens__sae_member(j, "normalize_activations"), m;
+    char buf[48];
+    c->normalize_activations = TLENS_SAE_NORM_NONE;
+    c->norm_scaling_factor = 1.0f;
+    if (n >= 0 && (j->nodes[n].type == TLENS__JSON_TRUE || j->nodes[n].type == TLENS__JSON_FALSE)) {
+        if (j->nodes[n].type == TLENS__JSON_TRUE) c->normalize_activations = TLENS_SAE_NORM_EXPECTED_AVERAGE_ONLY_IN;
+    } else if (n >= 0) {
+        for (m = 0; m < 4 && !tlens__json_str_eq(&j->nodes[n], modes[m]); m++) {}
+        if (m == 4)
+            return tlens__fail(err, TLENS_ERR_CONFIG, "%s: normalize_activations \"%s\" is not supported (none, "
+                               "expected_average_only_in, constant_norm_rescale, layer_norm)", what,
+                               tlens__sae_text(j, n, buf, sizeof buf));
+        c->normalize_activations = m;
+    }
+    if ((n = tlens__sae_member(j, "norm_scaling_factor")) >= 0) {
+        if (j->nodes[n].type != TLENS__JSON_NUMBER || !(j->nodes[n].number > 0 && j->nodes[n].number < 1e30))
+            return tlens__fail(err, TLENS_ERR_CONFIG, "%s: \"norm_scaling_factor\" must be a positive number", what);
+        c->norm_scaling_factor = (float)j->nodes[n].number;
+    }
+    return TLENS_OK;
+}
+
+/* hook_name (hook_point before SAELens 3), hook_head_index, and whether a
+ * hook_z SAE sees the heads flattened (reshape_activations; before
+ * SAELens 6: every hook_name ending in "_z"). */
+static tlens_result tlens__sae_cfg_hook(tlens_sae_config *c, const tlens__json *j, const char *what,
+                                        tlens_error *err) {
+    int n = tlens__sae_member(j, "hook_name"), h;
+    size_t len;
+    tlens_result r;
+    if (n < 0) n = tlens__sae_member(j, "hook_point");
+    if (n < 0 || j->nodes[n].type != TLENS__JSON_STRING)
+        return tlens__fail(err, TLENS_ERR_CONFIG, "%s: missing \"hook_name\" (a string)", what);
+    len = tlens__json_decode(&j->nodes[n], c->hook_name, sizeof c->hook_name);
+    if (len == (size_t)-1 || len == 0)
+        return tlens__fail(err, TLENS_ERR_CONFIG, "%s: \"hook_name\" is empty or longer than %d bytes", what,
+                           (int)sizeof c->hook_name - 1);
+    h = tlens__sae_member(j, "hook_head_index");
+    if (h < 0) h = tlens__sae_member(j, "hook_point_head_index");
+    c->hook_head_index = -1;
+    if ((r = tlens__sae_int(j, h, "hook_head_index", 0, 65535, &c->hook_head_index, what, err))) return r;
+    n = tlens__sae_member(j, "reshape_activations");
+    if (n < 0) c->reshape_hook_z = len >= 2 && strcmp(c->hook_name + len - 2, "_z") == 0;
+    else if (tlens__json_str_eq(&j->nodes[n], "hook_z")) c->reshape_hook_z = 1;
+    else if (!tlens__json_str_eq(&j->nodes[n], "none"))
+        return tlens__fail(err, TLENS_ERR_CONFIG, "%s: reshape_activations must be \"none\" or \"hook_z\"", what);
+    return TLENS_OK;
+}
+
+static tlens_result tlens__sae_cfg_parse(tlens_sae_config *c, const char *text, size_t len, const char *what,
+                                         const tlens_sae_load_options *opt, const tlens_allocator *a,
+                                         tlens_error *err) {
+    tlens__json j;
+    tlens_result r;
+    int d_in, d_sae;
+    memset(c, 0, sizeof *c);
+    c->apply_b_dec_to_input = 1; /* SAELens' default when the key is absent */
+    if ((r = tlens__json_parse(&j, text, len, what, a, err))) return r;
+    d_in = tlens__sae_member(&j, "d_in");
+    d_sae = tlens__sae_member(&j, "d_sae");
+    if (d_in < 0 || d_sae < 0)
+        r = tlens__fail(err, TLENS_ERR_CONFIG, "%s: missing \"%s\"", what, d_in < 0 ? "d_in" : "d_sae");
+    if (!r) r = tlens__sae_int(&j, d_in, "d_in", 1, 1 << 20, &c->d_in, what, err);
+    if (!r) r = tlens__sae_int(&j, d_sae, "d_sae", 1, 1 << 26, &c->d_sae, what, err);
+    if (!r) r = tlens__sae_cfg_arch(c, &j, what, err);
+    if (!r) r = tlens__sae_cfg_norm(c, &j, what, err);
+    if (!r) r = tlens__sae_cfg_hook(c, &j, what, err);
+    if (!r) r = tlens__sae_bool(&j, "apply_b_dec_to_input", &c->apply_b_dec_to_input, what, err);
+    if (!r) r = tlens__sae_bool(&j, "finetuning_scaling_factor", &c->finetuning_scaling, what, err);
+    tlens__json_free(&j);
+    if (opt->norm_scaling_factor > 0) c->norm_scaling_factor = opt->norm_scaling_factor;
+    return r;
+}
+
+/* ---- sae_weights.safetensors ---- */
+
+/* The safetensors header of a file image in memory. */
+static tlens_result tlens__sae_st_open(tlens__st *st, const unsigned char *data, size_t size, const char *what,
+                                       const tlens_allocator *a, tlens_error *err) {
+    uint64_t hlen;
+    memset(st, 0, sizeof *st);
+    if (!data || size < 8) return tlens__fail(err, TLENS_ERR_FORMAT, "%s: too short for a safetensors file", what);
+    hlen = tlens__le64(data);
+    if (hlen < 2 || hlen > (uint64_t)(size - 8))
+        return tlens__fail(err, TLENS_ERR_FORMAT, "%s: safetensors header length %llu does not fit the file (%zu bytes)",
+                           what, (unsigned long long)hlen, size);
+    return tlens__st_parse(st, (const char *)data + 8, (size_t)hlen, (uint64_t)size, what, a, err);
+}
+
+/* "[a, b]", an entry's shape for messages. */
+static const char *tlens__sae_shape_text(const tlens__st_entry *e, char *out, size_t cap) {
+    tlens__buf b;
+    int d;
+    b.p = out; b.cap = cap; b.len = 0;
+    tlens__putc(&b, '[');
+    for (d = 0; d < e->ndim; d++) {
+        if (d) tlens__puts(&b, ", ");
+        tlens__puti(&b, e->shape[d]);
+    }
+    tlens__puts(&b, "]");
+    tlens__putc(&b, '\0');
+    out[cap - 1] = '\0';
+    return out;
+}
+
+/* Tensor `name`, which must be F32/F16/BF16 of shape [rows, cols] (rows
+ * 0: [cols]); *out is NULL (and the result OK) when it is absent and
+ * `optional`. */
+static tlens_result tlens__sae_tensor(const tlens__st *st, const char *name, int rows, int cols, int optional,
+                                      const tlens__st_entry **out, const char *what, tlens_error *err) {
+    const tlens__st_entry *e = tlens__st_find(st, name);
+    char got[96];
+    *out = e;
+    if (!e) return optional ? TLENS_OK : tlens__fail(err, TLENS_ERR_MISSING, "%s: missing tensor %s", what, name);
+    if (!e->dtype)
+        return tlens__fail(err, TLENS_ERR_DTYPE, "%s: tensor %s has dtype %s; only F32, F16 and BF16 are supported",
+                           what, name, e->dtype_name);
+    if (rows ? (e->ndim != 2 || e->shape[0] != rows || e->shape[1] != cols) : (e->ndim != 1 || e->shape[0] != cols)) {
+        tlens__sae_shape_text(e, got, sizeof got);
+        if (rows)
+            return tlens__fail(err, TLENS_ERR_SHAPE, "%s: tensor %s is %s, but cfg.json's d_in / d_sae make it [%d, %d]",
+                               what, name, got, rows, cols);
+        return tlens__fail(err, TLENS_ERR_SHAPE, "%s: tensor %s is %s, but cfg.json's d_in / d_sae make it [%d]", what,
+                           name, got, cols);
+    }
+    return TLENS_OK;
+}
+
+/* Every tensor the config calls for, checked before anything is
+ * allocated: W_enc, W_dec, b_enc, b_dec; JumpReLU's threshold (or the
+ * log_threshold training saves); a finetuning scaling factor. */
+typedef struct tlens__sae_entries {
+    const tlens__st_entry *W_enc, *W_dec, *b_enc, *b_dec, *threshold, *scale;
+    int log_threshold;
+} tlens__sae_entries;
+
+static tlens_result tlens__sae_entries_find(tlens__sae_entries *t, const tlens__st *st, const tlens_sae_config *c,
+                                            const char *what, tlens_error *err) {
+    int jump = c->architecture == TLENS_SAE_JUMPRELU;
+    tlens_result r;
+    memset(t, 0, sizeof *t);
+    if ((r = tlens__sae_tensor(st, "W_enc", c->d_in, c->d_sae, 0, &t->W_enc, what, err)) ||
+        (r = tlens__sae_tensor(st, "W_dec", c->d_sae, c->d_in, 0, &t->W_dec, what, err)) ||
+        (r = tlens__sae_tensor(st, "b_enc", 0, c->d_sae, 0, &t->b_enc, what, err)) ||
+        (r = tlens__sae_tensor(st, "b_dec", 0, c->d_in, 0, &t->b_dec, what, err)) ||
+        (jump && (r = tlens__sae_tensor(st, "threshold", 0, c->d_sae, 1, &t->threshold, what, err))) ||
+        (r = tlens__sae_tensor(st, "scaling_factor", 0, c->d_sae, 1, &t->scale, what, err)))
+        return r;
+    if (!t->scale && (r = tlens__sae_tensor(st, "finetuning_scaling_factor", 0, c->d_sae, 1, &t->scale, what, err)))
+        return r;
+    if (jump && !t->threshold) {
+        if ((r = tlens__sae_tensor(st, "log_threshold", 0, c->d_sae, 1, &t->threshold, what, err))) return r;
+        if (!t->threshold) return tlens__fail(err, TLENS_ERR_MISSING, "%s: missing tensor threshold (a JumpReLU SAE needs it)", what);
+        t->log_threshold = 1;
+    }
+    if (c->finetuning_scaling && !t->scale)
+        return tlens__fail(err, TLENS_ERR_MISSING, "%s: missing tensor scaling_factor (cfg.json's finetuning_scaling_factor is true)", what);
+    return TLENS_OK;
+}
+
+/* Floats of the one block: packed W_enc, W_dec, b_enc, b_dec, threshold,
+ * scale; 0 when they overflow size_t. */
+static size_t tlens__sae_block_floats(const tlens_sae_config *c, size_t *n_enc) {
+    size_t dec, total, bytes;
+    if (!tlens__mul_ok((size_t)tlens__mat_panels(c->d_sae) * TLENS__PANEL, (size_t)c->d_in, n_enc) ||
+        !tlens__mul_ok((size_t)c->d_sae, (size_t)c->d_in, &dec) || !tlens__add_ok(*n_enc, dec, &total) ||
+        !tlens__add_ok(total, 3u * (size_t)c->d_sae + (size_t)c->d_in, &total) ||
+        !tlens__mul_ok(total, sizeof(float), &bytes))
+        return 0;
+    return total;
+}
+
+/* W_enc (K inputs, N features) into the packed layout one row at a time,
+ * through `row` (N floats of scratch). */
+static void tlens__sae_pack(float *dst, const unsigned char *data, const tlens__st_entry *e, int K, int N, float *row) {
+    size_t esize = tlens__dtype_size((tlens_dtype)e->dtype);
+    int k, p, panels = tlens__mat_panels(N);
+    for (k = 0; k < K; k++) {
+        tlens__decode_floats(row, data + e->begin + (size_t)k * (size_t)N * esize, (size_t)N, (tlens_dtype)e->dtype);
+        for (p = 0; p < panels; p++) {
+            int n0 = p * TLENS__PANEL, cols = tlens__min_int(TLENS__PANEL, N - n0);
+            float *d = dst + tlens__mat_index(K, k, n0);
+            memcpy(d, row + n0, (size_t)cols * sizeof(float));
+            if (cols < TLENS__PANEL) memset(d + cols, 0, (size_t)(TLENS__PANEL - cols) * sizeof(float));
+        }
+    }
+}
+
+static void tlens__sae_decode_vec(float *dst, const unsigned char *data, const tlens__st_entry *e) {
+    tlens__decode_floats(dst, data + e->begin, (size_t)e->shape[0], (tlens_dtype)e->dtype);
+}
+
+/* Read the tensors into one block. A scaling factor of all ones is dropped
+ * (SAELens does the same); any other needs cfg.json's
+ * finetuning_scaling_factor, as SAELens insists. */
+static tlens_result tlens__sae_weights(tlens_sae *sae, const tlens__st *st, const unsigned char *data,
+                                       const char *what, tlens_error *err) {
+    tlens_sae_config *c = &sae->cfg;
+    tlens__sae_entries t;
+    size_t n_enc, total, i, S = (size_t)c->d_sae;
+    float *p, *thr, *scale;
+    int ones = 1;
+    tlens_result r;
+    if ((r = tlens__sae_entries_find(&t, st, c, what, err))) return r;
+    if (!(total = tlens__sae_block_floats(c, &n_enc)))
+        return tlens__fail(err, TLENS_ERR_CONFIG, "%s: d_in %d x d_sae %d does not fit this machine's memory", what,
+                           c->d_in, c->d_sae);
+    if (!(sae->block = p = (float *)tlens__alloc(&sae->alloc, total * sizeof(float))))
+        return tlens__fail(err, TLENS_ERR_NOMEM, "%s: out of memory for %zu MB of weights", what,
+                           total * sizeof(float) / 1000000);
+    sae->W_dec = p + n_enc;
+    tlens__sae_pack(p, data, t.W_enc, c->d_in, c->d_sae, p + n_enc); /* W_dec's room as scratch */
+    tlens__decode_floats(p + n_enc, data + t.W_dec->begin, S * (size_t)c->d_in, (tlens_dtype)t.W_dec->dtype);
+    p += n_enc + S * (size_t)c->d_in;
+    tlens__sae_decode_vec(p, data, t.b_enc);
+    tlens__sae_decode_vec(p + S, data, t.b_dec);
+    sae->b_enc = p;
+    sae->b_dec = p + S;
+    thr = p + S + (size_t)c->d_in;
+    scale = thr + S;
+    if (t.threshold) {
+        tlens__sae_decode_vec(thr, data, t.threshold);
+        for (i = 0; t.log_threshold && i < S; i++) thr[i] = expf(thr[i]);
+        sae->threshold = thr;
+    }
+    if (t.scale) {
+        tlens__sae_decode_vec(scale, data, t.scale);
+        for (i = 0; i < S; i++) ones &= scale[i] == 1.0f;
+        if (!ones && !c->finetuning_scaling)
+            return tlens__fail(err, TLENS_ERR_CONFIG, "%s: tensor %s is not all ones but cfg.json's "
+                               "finetuning_scaling_factor is not true", what, t.scale->name);
+        sae->scale = ones ? NULL : scale;
+    }
+    c->finetuning_scaling = sae->scale != NULL;
+    c->dtype = (tlens_dtype)t.W_enc->dtype;
+    sae->W_enc.data = sae->block;
+    sae->W_enc.K = c->d_in;
+    sae->W_enc.N = c->d_sae;
+    sae->W_enc.dtype = TLENS_F32;
+    return TLENS_OK;
+}
+
+static tlens_result tlens__sae_load(tlens_sae **out, const char *cfg, size_t cfg_len, const char *cfg_what,
+                                    const unsigned char *w, size_t w_len, const char *w_what,
+                                    const tlens_sae_load_options *opt, tlens_error *err) {
+    tlens_sae_load_options defaults;
+    tlens_sae *sae;
+    tlens__st st;
+    tlens_result r;
+    *out = NULL;
+    if (!opt) {
+        memset(&defaults, 0, sizeof defaults);
+        opt = &defaults;
+    }
+    if (!cfg) return tlens__fail(err, TLENS_ERR_ARG, "tlens_sae_load_memory: no cfg.json text");
+    sae = (tlens_sae *)tlens__calloc(&opt->allocator, sizeof *sae);
+    if (!sae) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for an SAE");
+    sae->alloc = opt->allocator;
+    r = tlens__sae_cfg_parse(&sae->cfg, cfg, cfg_len, cfg_what, opt, &sae->alloc, err);
+    if (!r && !(r = tlens__sae_st_open(&st, w, w_len, w_what, &sae->alloc, err))) {
+        r = tlens__sae_weights(sae, &st, w, w_what, err);
+        tlens__free(&sae->alloc, st.entries);
+    }
+    if (r) {
+        tlens_sae_free(sae);
+        return r;
+    }
+    *out = sae;
+    tlens__ok(err);
+    return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_sae_load_memory(tlens_sae **out, const char *cfg_json, size_t cfg_len,
+                                             const void *weights, size_t weights_len,
+                                             const tlens_sae_load_options *opt, tlens_error *err) {
+    return tlens__sae_load(out, cfg_json, cfg_len, "cfg.json", (const unsigned char *)weights, weights_len,
+                           "sae_weights.safetensors", opt, err);
+}
+
+#ifndef TLENS_NO_STDIO
+TLENS_DEF tlens_result tlens_sae_load(tlens_sae **out, const char *dir, const tlens_sae_load_options *opt,
+                                      tlens_error *err) {
+    char cfg_path[1024], w_path[1024];
+    char *cfg = NULL, *w = NULL;
+    size_t cfg_len = 0, w_len = 0;
+    const tlens_allocator *a = opt ? &opt->allocator : NULL;
+    tlens_result r;
+    *out = NULL;
+    if (!dir) return tlens__fail(err, TLENS_ERR_ARG, "tlens_sae_load: no folder");
+    if (!tlens__join(cfg_path, sizeof cfg_path, dir, "cfg.json") ||
+        !tlens__join(w_path, sizeof w_path, dir, "sae_weights.safetensors"))
+        return tlens__fail(err, TLENS_ERR_ARG, "SAE folder path too long: %s", dir);
+    if (!(r = tlens__read_file(a, cfg_path, &cfg, &cfg_len, err)) &&
+        !(r = tlens__read_file(a, w_path, &w, &w_len, err)))
+        r = tlens__sae_load(out, cfg, cfg_len, cfg_path, (const unsigned char *)w, w_len, w_path, opt, err);
+    tlens__free(a, cfg);
+    tlens__free(a, w);
+    return r;
+}
+#endif
+
+TLENS_DEF void tlens_sae_free(tlens_sae *sae) {
+    tlens_allocator a;
+    if (!sae) return;
+    a = sae->alloc;
+    tlens__free(&a, sae->block);
+    tlens__free(&a, sae);
+}
+
+TLENS_DEF const tlens_sae_config *tlens_sae_get_config(const tlens_sae *sae) { return &sae->cfg; }
+
+/* ---- attaching: sites and their hook points ---- */
+
+enum {
+    TLENS__SAE_INPUT, TLENS__SAE_ACTS_PRE, TLENS__SAE_ACTS_POST, TLENS__SAE_RECONS, TLENS__SAE_ERROR,
+    TLENS__SAE_OUTPUT, TLENS__SAE_POINTS
+};
+
+/* In firing order, SAELens' names. */
+static const char *const tlens__sae_point_names[TLENS__SAE_POINTS] = {
+    "hook_sae_input", "hook_sae_acts_pre", "hook_sae_acts_post", "hook_sae_recons", "hook_sae_error",
+    "hook_sae_output"};
+
+struct tlens__sae_site {
+    const tlens_sae *sae;
+    int host;              /* the model point the SAE replaces            */
+    int first;             /* its own points: first .. first + 5          */
+    int use_error_term;
+    int center;            /* take each row's mean out before, back after */
+    char *names;           /* the six names, one block                    */
+    float *buf;            /* scratch of a run (tlens__sae_scratch)       */
+    size_t buf_cap;        /* floats                                      */
+    int *topk;             /* (k) TopK's chosen features                  */
+};
+
+/* Each host's sae_site from the site list. */
+static void tlens__sae_link(tlens_ctx *ctx) {
+    int i;
+    for (i = 0; i < ctx->n_points; i++) ctx->points[i].sae_site = 0;
+    for (i = 0; i < ctx->n_sae_sites; i++) ctx->points[ctx->sae_sites[i].host].sae_site = i + 1; /* the last wins */
+    ctx->dirty = 1;
+}
+
+static void tlens__sae_site_release(tlens_ctx *ctx, tlens__sae_site *s) {
+    tlens__free(ctx->alloc, s->names);
+    tlens__free(ctx->alloc, s->buf);
+    tlens__free(ctx->alloc, s->topk);
+}
+
+/* Drop site s, its points (and their cached values) and its scratch. */
+static void tlens__sae_remove(tlens_ctx *ctx, int s) {
+    tlens__sae_site *site = &ctx->sae_sites[s];
+    int i, first = site->first;
+    for (i = first; i < first + TLENS__SAE_POINTS; i++) tlens__free(ctx->alloc, ctx->points[i].cache.data);
+    memmove(&ctx->points[first], &ctx->points[first + TLENS__SAE_POINTS],
+            (size_t)(ctx->n_points - first - TLENS__SAE_POINTS) * sizeof *ctx->points);
+    ctx->n_points -= TLENS__SAE_POINTS;
+    tlens__sae_site_release(ctx, site);
+    memmove(site, site + 1, (size_t)(ctx->n_sae_sites - s - 1) * sizeof *site);
+    ctx->n_sae_sites--;
+    for (i = 0; i < ctx->n_sae_sites; i++)
+        if (ctx->sae_sites[i].first > first) ctx->sae_sites[i].first -= TLENS__SAE_POINTS;
+    tlens__sae_link(ctx);
+}
+
+static void tlens__sae_sites_free(tlens_ctx *ctx) {
+    int i;
+    for (i = 0; i < ctx->n_sae_sites; i++) tlens__sae_site_release(ctx, &ctx->sae_sites[i]);
+    tlens__free(ctx->alloc, ctx->sae_sites);
+    ctx->sae_sites = NULL;
+    ctx->n_sae_sites = 0;
+}
+
+TLENS_DEF tlens_result tlens_sae_detach(tlens_ctx *ctx, const char *hook_name) {
+    int s, found = 0;
+    for (s = ctx->n_sae_sites - 1; s >= 0; s--)
+        if (!hook_name || strcmp(ctx->points[ctx->sae_sites[s].host].name, hook_name) == 0) {
+            tlens__sae_remove(ctx, s);
+            found = 1;
+        }
+    return found || !hook_name ? TLENS_OK : TLENS_ERR_NOT_FOUND;
+}
+
+#ifdef TLENS_NO_HOOKS
+TLENS_DEF tlens_result tlens_sae_attach(tlens_ctx *ctx, const tlens_sae *sae, const tlens_sae_attach_options *opt,
+                                        tlens_error *err) {
+    (void)ctx;
+    (void)sae;
+    (void)opt;
+    return tlens__fail(err, TLENS_ERR_ARG, "tlens_sae_attach: tlens was built with TLENS_NO_HOOKS");
+}
+#else
+/* The axes of model point i after batch and position (dims[0..n)), n = 0
+ * when no SAE can sit there (token ids; scores and pattern, whose key
+ * axis varies); *resid: a point of the residual stream, which
+ * center_writing_weights makes mean-free. */
+static int tlens__sae_point_dims(const tlens_ctx *ctx, int i, int dims[2], int *resid) {
+    const tlens_config *c = &ctx->m->cfg;
+    int base = TLENS__HP_GLOBAL_PRE + c->n_layers * TLENS__HP_PER_BLOCK, k;
+    *resid = 0;
+    dims[0] = c->d_model;
+    if (i < TLENS__HP_GLOBAL_PRE) { /* hook_embed, hook_pos_embed: yes; hook_tokens: no */
+        *resid = i != TLENS__HP_TOKENS;
+        return *resid;
+    }
+    if (i >= base) {
+        if (i - base == TLENS__HP_LNF_SCALE) dims[0] = 1;
+        return 1;
+    }
+    k = (i - TLENS__HP_GLOBAL_PRE) % TLENS__HP_PER_BLOCK;
+    switch (k) {
+    case TLENS__HP_RESID_PRE: case TLENS__HP_RESID_MID: case TLENS__HP_RESID_POST:
+    case TLENS__HP_ATTN_OUT: case TLENS__HP_MLP_OUT:
+        *resid = 1;
+        return 1;
+    case TLENS__HP_LN1_SCALE: case TLENS__HP_LN2_SCALE: dims[0] = 1; return 1;
+    case TLENS__HP_MLP_PRE: case TLENS__HP_MLP_POST: dims[0] = c->d_mlp; return 1;
+    case TLENS__HP_Q: case TLENS__HP_K: case TLENS__HP_V: case TLENS__HP_Z:
+        dims[0] = c->n_heads;
+        dims[1] = c->d_head;
+        return 2;
+    case TLENS__HP_ATTN_IN: case TLENS__HP_Q_INPUT: case TLENS__HP_K_INPUT: case TLENS__HP_V_INPUT:
+    case TLENS__HP_RESULT:
+        dims[0] = c->n_heads;
+        dims[1] = c->d_model;
+        return 2;
+    case TLENS__HP_ATTN_SCORES: case TLENS__HP_PATTERN: return 0;
+    default: return 1; /* ln*.hook_normalized, hook_mlp_in: d_model */
+    }
+}
+
+/* Does the SAE's input fit point `host`? Sets *resid as above. */
+static tlens_result tlens__sae_fits(const tlens_ctx *ctx, const tlens_sae_config *c, int host, int *resid,
+                                    tlens_error *err) {
+    int dims[2], n = tlens__sae_point_dims(ctx, host, dims, resid), width;
+    const char *name = ctx->points[host].name;
+    if (!n) return tlens__fail(err, TLENS_ERR_SHAPE, "an SAE cannot sit at %s (no fixed last axis)", name);
+    if (c->hook_head_index >= 0) {
+        if (n != 2 || c->hook_head_index >= dims[0])
+            return tlens__fail(err, TLENS_ERR_SHAPE, "%s has no head %d (the SAE's hook_head_index)", name,
+                               c->hook_head_index);
+        width = dims[1];
+    } else {
+        width = n == 1 ? dims[0] : c->reshape_hook_z ? dims[0] * dims[1] : dims[1];
+    }
+    if (width != c->d_in)
+        return tlens__fail(err, TLENS_ERR_SHAPE, "the SAE's d_in is %d but %s is %d wide", c->d_in, name, width);
+    return TLENS_OK;
+}
+
+static int tlens__sae_find_host(const tlens_ctx *ctx, const char *name) {
+    int i;
+    for (i = 0; i < ctx->n_points; i++)
+        if (!ctx->points[i].sae_host && strcmp(ctx->points[i].name, name) == 0) return i;
+    return -1;
+}
+
+/* The site's names and TopK scratch. */
+static tlens_result tlens__sae_site_init(tlens_ctx *ctx, tlens__sae_site *s, tlens_error *err) {
+    const tlens_sae_config *c = &s->sae->cfg;
+    size_t len = strlen(c->hook_name), off = 0;
+    int k;
+    s->names = (char *)tlens__alloc(ctx->alloc, TLENS__SAE_POINTS * (len + 24));
+    if (c->architecture == TLENS_SAE_TOPK) s->topk = (int *)tlens__alloc(ctx->alloc, (size_t)c->k * sizeof(int));
+    if (!s->names || (c->architecture == TLENS_SAE_TOPK && !s->topk)) {
+        tlens__sae_site_release(ctx, s);
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory attaching an SAE");
+    }
+    for (k = 0; k < TLENS__SAE_POINTS; k++) {
+        size_t n = strlen(tlens__sae_point_names[k]);
+        memcpy(s->names + off, c->hook_name, len);
+        s->names[off + len] = '.';
+        memcpy(s->names + off + len + 1, tlens__sae_point_names[k], n + 1);
+        off += len + n + 2;
+    }
+    return TLENS_OK;
+}
+
+/* Append the site and its six points (the arrays grow by copying, so a
+ * failure leaves the context as it was). */
+static tlens_result tlens__sae_site_add(tlens_ctx *ctx, tlens__sae_site *s, tlens_error *err) {
+    tlens__sae_site *sites = (tlens__sae_site *)tlens__alloc(ctx->alloc, (size_t)(ctx->n_sae_sites + 1) * sizeof *sites);
+    tlens__point *pts = (tlens__point *)tlens__calloc(ctx->alloc, (size_t)(ctx->n_points + TLENS__SAE_POINTS) * sizeof *pts);
+    const char *name = s->names;
+    int k;
+    if (!sites || !pts) {
+        tlens__free(ctx->alloc, sites);
+        tlens__free(ctx->alloc, pts);
+        tlens__sae_site_release(ctx, s);
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory attaching an SAE");
+    }
+    if (ctx->n_sae_sites) memcpy(sites, ctx->sae_sites, (size_t)ctx->n_sae_sites * sizeof *sites);
+    memcpy(pts, ctx->points, (size_t)ctx->n_points * sizeof *pts);
+    s->first = ctx->n_points;
+    for (k = 0; k < TLENS__SAE_POINTS; k++, name += strlen(name) + 1) {
+        tlens__point *p = &pts[s->first + k];
+        p->name = (char *)name;
+        p->layer = ctx->points[s->host].layer;
+        p->sae_host = s->host + 1;
+    }
+    tlens__free(ctx->alloc, ctx->sae_sites);
+    tlens__free(ctx->alloc, ctx->points);
+    sites[ctx->n_sae_sites++] = *s;
+    ctx->sae_sites = sites;
+    ctx->points = pts;
+    ctx->n_points += TLENS__SAE_POINTS;
+    tlens__sae_link(ctx);
+    return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_sae_attach(tlens_ctx *ctx, const tlens_sae *sae, const tlens_sae_attach_options *opt,
+                                        tlens_error *err) {
+    tlens_sae_attach_options defaults;
+    tlens__sae_site s;
+    tlens_result r;
+    int resid = 0, writes_centred, replaced;
+    if (!ctx || !sae) return tlens__fail(err, TLENS_ERR_ARG, "tlens_sae_attach: no context or no SAE");
+    if (!opt) {
+        memset(&defaults, 0, sizeof defaults);
+        opt = &defaults;
+    }
+    memset(&s, 0, sizeof s);
+    s.sae = sae;
+    if ((s.host = tlens__sae_find_host(ctx, sae->cfg.hook_name)) < 0)
+        return tlens__fail(err, TLENS_ERR_NOT_FOUND, "the SAE's hook_name %s is not a hook point of this model",
+                           sae->cfg.hook_name);
+    if ((r = tlens__sae_fits(ctx, &sae->cfg, s.host, &resid, err))) return r;
+    writes_centred = (ctx->m->processing & TLENS__CENTER_WRITING) != 0;
+    s.use_error_term = opt->use_error_term != 0;
+    s.center = opt->center == TLENS_SAE_CENTER_ON ||
+               (opt->center == TLENS_SAE_CENTER_AUTO && resid && !writes_centred && sae->cfg.hook_head_index < 0);
+    replaced = ctx->points[s.host].sae_site - 1;
+    if ((r = tlens__sae_site_init(ctx, &s, err)) || (r = tlens__sae_site_add(ctx, &s, err))) return r;
+    if (replaced >= 0) tlens__sae_remove(ctx, replaced); /* only once the new one is in */
+    tlens__ok(err);
+    return TLENS_OK;
+}
+
+/* ---- the SAE inside a forward pass ---- */
+
+/* One splice: the host's activation and the scratch laid out for it. */
+typedef struct tlens__sae_run {
+    const tlens__sae_site *site;
+    const tlens_sae *sae;
+    tlens_tensor *host;
+    int R, d, S;                 /* rows, d_in, d_sae                     */
+    int ndim;                    /* the SAE's input shape [..., d_in]     */
+    int shape[TLENS_MAX_DIMS];
+    float *x;                    /* (R, d) the input x (centred)          */
+    float *in;                   /* (R, d) hook_sae_input, then sae_in    */
+    float *out;                  /* (R, d) recons, then the output        */
+    float *err;                  /* (R, d) the error term                 */
+    float *pre, *post;           /* (R, S) acts_pre, acts_post            */
+    float *mu;                   /* (R) centring means                    */
+    float *na, *nb;              /* (R) normalisation: scale, mean        */
+} tlens__sae_run;
+
+/* The SAE's view of the host tensor: the head's slice, the heads
+ * flattened, or the tensor as it is; TLENS__STOP_SHAPE when it is not
+ * d_in wide (tlens_sae_attach checked it already). */
+static int tlens__sae_shape(tlens__sae_run *u) {
+    const tlens_sae_config *c = &u->sae->cfg;
+    const tlens_tensor *t = u->host;
+    size_t rows = 1;
+    int i, head = c->hook_head_index;
+    u->d = c->d_in;
+    u->S = c->d_sae;
+    u->ndim = t->ndim;
+    memcpy(u->shape, t->shape, sizeof u->shape);
+    if (head >= 0) {
+        if (t->ndim != 4 || head >= t->shape[2]) return TLENS__STOP_SHAPE;
+        u->ndim = 3; /* [b, p, d_in] of a [b, p, head, d_in] point */
+        u->shape[2] = t->shape[3];
+    } else if (c->reshape_hook_z && t->ndim == 4) {
+        u->ndim = 3;
+        u->shape[2] = t->shape[2] * t->shape[3];
+    }
+    if (u->ndim < 1 || u->shape[u->ndim - 1] != c->d_in) return TLENS__STOP_SHAPE;
+    for (i = 0; i + 1 < u->ndim; i++) rows *= (size_t)u->shape[i];
+    if (rows > 0x7fffffff) return TLENS__STOP_SHAPE;
+    u->R = (int)rows;
+    return 0;
+}
+
+/* Lay the site's scratch out for R rows (it grows, never shrinks). */
+static int tlens__sae_scratch(tlens__sae_site *s, tlens__sae_run *u, const tlens_allocator *a) {
+    size_t R = (size_t)u->R, rd, rs, need, bytes;
+    if (!tlens__mul_ok(R, (size_t)u->d, &rd) || !tlens__mul_ok(R, (size_t)u->S, &rs) ||
+        !tlens__mul_ok(rd, 4, &need) || !tlens__add_ok(need, 3 * R, &need) || !tlens__add_ok(need, rs, &need) ||
+        !tlens__add_ok(need, rs, &need) || !tlens__mul_ok(need, sizeof(float), &bytes))
+        return TLENS__STOP_NOMEM;
+    if (need > s->buf_cap) {
+        tlens__free(a, s->buf);
+        s->buf = (float *)tlens__alloc(a, bytes);
+        s->buf_cap = s->buf ? need : 0;
+        if (!s->buf) return TLENS__STOP_NOMEM;
+    }
+    u->x = s->buf;
+    u->in = u->x + rd;
+    u->out = u->in + rd;
+    u->err = u->out + rd;
+    u->pre = u->err + rd;
+    u->post = u->pre + rs;
+    u->mu = u->post + rs;
+    u->na = u->mu + R;
+    u->nb = u->na + R;
+    return 0;
+}
+
+/* Row r of the SAE's input inside the host tensor. */
+static float *tlens__sae_host_row(const tlens__sae_run *u, int r) {
+    int head = u->sae->cfg.hook_head_index;
+    if (head < 0) return u->host->data + (size_t)r * (size_t)u->d;
+    return u->host->data + ((size_t)r * (size_t)u->host->shape[2] + (size_t)head) * (size_t)u->d;
+}
+
+/* x = the host's rows, each less its mean over d_in when centring. */
+static void tlens__sae_gather(tlens__sae_run *u) {
+    int r, i, d = u->d;
+    for (r = 0; r < u->R; r++) {
+        float *x = u->x + (size_t)r * (size_t)d;
+        double sum = 0;
+        memcpy(x, tlens__sae_host_row(u, r), (size_t)d * sizeof(float));
+        if (!u->site->center) continue;
+        for (i = 0; i < d; i++) sum += x[i];
+        u->mu[r] = (float)(sum / d);
+        for (i = 0; i < d; i++) x[i] -= u->mu[r];
+    }
+}
+
+/* The host's rows = the output (plus the mean taken out). */
+static void tlens__sae_scatter(const tlens__sae_run *u) {
+    int r, i, d = u->d;
+    for (r = 0; r < u->R; r++) {
+        float *dst = tlens__sae_host_row(u, r);
+        const float *o = u->out + (size_t)r * (size_t)d;
+        float m = u->site->center ? u->mu[r] : 0.0f;
+        for (i = 0; i < d; i++) dst[i] = o[i] + m;
+    }
+}
+
+/* normalize_activations on the way in, in place; each row's factors go to
+ * na / nb for the way out. */
+static void tlens__sae_norm_in(const tlens__sae_run *u, float *x) {
+    int mode = u->sae->cfg.normalize_activations, r, i, d = u->d;
+    if (mode == TLENS_SAE_NORM_NONE) return;
+    for (r = 0; r < u->R; r++) {
+        float *row = x + (size_t)r * (size_t)d;
+        double sum = 0, sq = 0;
+        if (mode == TLENS_SAE_NORM_LAYER_NORM) {
+            float mean, den;
+            for (i = 0; i < d; i++) sum += row[i];
+            mean = (float)(sum / d);
+            for (i = 0; i < d; i++) sq += (double)(row[i] - mean) * (row[i] - mean);
+            u->nb[r] = mean;
+            u->na[r] = (float)sqrt(sq / (d - 1)); /* torch.std: n - 1 */
+            den = u->na[r] + 1e-5f;
+            for (i = 0; i < d; i++) row[i] = (row[i] - mean) / den;
+            continue;
+        }
+        if (mode == TLENS_SAE_NORM_EXPECTED_AVERAGE_ONLY_IN) {
+            u->na[r] = u->sae->cfg.norm_scaling_factor;
+        } else { /* constant_norm_rescale: to norm sqrt(d_in) */
+            for (i = 0; i < d; i++) sq += (double)row[i] * row[i];
+            u->na[r] = (float)(sqrt((double)d) / sqrt(sq));
+        }
+        for (i = 0; i < d; i++) row[i] *= u->na[r];
+    }
+}
+
+/* ... and undone on the way out, in place. */
+static void tlens__sae_norm_out(const tlens__sae_run *u, float *y) {
+    int mode = u->sae->cfg.normalize_activations, r, i, d = u->d;
+    if (mode == TLENS_SAE_NORM_NONE) return;
+    for (r = 0; r < u->R; r++) {
+        float *row = y + (size_t)r * (size_t)d;
+        for (i = 0; i < d; i++)
+            row[i] = mode == TLENS_SAE_NORM_LAYER_NORM ? row[i] * u->na[r] + u->nb[r] : row[i] / u->na[r];
+    }
+}
+
+/* pre (R, S) = (normalise(in) - b_dec) @ W_enc + b_enc; `in` is used up. */
+static void tlens__sae_encode(const tlens__sae_run *u, float *in) {
+    const tlens_sae *s = u->sae;
+    int r, i;
+    tlens__sae_norm_in(u, in);
+    if (s->cfg.apply_b_dec_to_input)
+        for (r = 0; r < u->R; r++)
+            for (i = 0; i < u->d; i++) in[(size_t)r * (size_t)u->d + (size_t)i] -= s->b_dec[i];
+    tlens__matmul(u->pre, in, &s->W_enc, s->b_enc, u->R);
+}
+
+/* TopK's order: is feature a worse than b (smaller, or equal and later)? */
+static int tlens__sae_worse(const float *v, int a, int b) {
+    return v[a] < v[b] || (v[a] == v[b] && a > b);
+}
+
+/* The k best features of row v (n wide) into h, a heap with the worst on
+ * top while it fills: O(n log k). */
+static void tlens__sae_topk(const float *v, int n, int k, int *h) {
+    int f, size = 0;
+    for (f = 0; f < n; f++) {
+        int i, t;
+        if (size < k) {
+            h[size] = f;
+            for (i = size++; i > 0 && tlens__sae_worse(v, h[i], h[(i - 1) / 2]); i = (i - 1) / 2) {
+                t = h[i]; h[i] = h[(i - 1) / 2]; h[(i - 1) / 2] = t;
+            }
+            continue;
+        }
+        if (!(v[f] > v[h[0]])) continue; /* ties keep the earlier feature */
+        h[0] = f;
+        for (i = 0;;) {
+            int c = 2 * i + 1;
+            if (c >= k) break;
+            if (c + 1 < k && tlens__sae_worse(v, h[c + 1], h[c])) c++;
+            if (!tlens__sae_worse(v, h[c], h[i])) break;
+            t = h[c]; h[c] = h[i]; h[i] = t;
+            i = c;
+        }
+    }
+}
+
+/* post = the activation of pre: ReLU; ReLU where pre > threshold
+ * (JumpReLU); ReLU of the k largest, 0 elsewhere (TopK, as SAELens'
+ * TopK: topk of pre, then ReLU). */
+static void tlens__sae_activate(const tlens__sae_run *u) {
+    const tlens_sae *s = u->sae;
+    int r, f, S = u->S;
+    for (r = 0; r < u->R; r++) {
+        const float *pre = u->pre + (size_t)r * (size_t)S;
+        float *post = u->post + (size_t)r * (size_t)S;
+        if (s->cfg.architecture == TLENS_SAE_TOPK) {
+            int *h = u->site->topk;
+            memset(post, 0, (size_t)S * sizeof(float));
+            tlens__sae_topk(pre, S, s->cfg.k, h);
+            for (f = 0; f < s->cfg.k; f++) post[h[f]] = pre[h[f]] > 0 ? pre[h[f]] : 0.0f;
+            continue;
+        }
+        for (f = 0; f < S; f++)
+            post[f] = pre[f] > 0 && (!s->threshold || pre[f] > s->threshold[f]) ? pre[f] : 0.0f;
+    }
+}
+
+/* Rows decoded together: each row of W_dec is read once per block. */
+#define TLENS__SAE_ROWS 16
+
+/* o (d) += v * w, on the vector macros of 3.10. */
+static void tlens__sae_axpy(float *o, float v, const float *w, int d) {
+    tlens__vf vv = TLENS__V_SET1(v);
+    int i;
+    TLENS__FOR_VECTORS(i, d) TLENS__V_STORE(o + i, TLENS__V_FMA(vv, TLENS__V_LOAD(w + i), TLENS__V_LOAD(o + i)));
+    for (; i < d; i++) o[i] += v * w[i];
+}
+
+/* out (R, d) = (acts * scale) @ W_dec + b_dec, adding only the rows of
+ * W_dec whose feature is not 0, in feature order (so the result does not
+ * depend on the blocking or the threads). */
+static void tlens__sae_decode(const tlens_sae *s, const float *acts, float *out, int R) {
+    int blk, d = s->cfg.d_in, S = s->cfg.d_sae, blocks = (R + TLENS__SAE_ROWS - 1) / TLENS__SAE_ROWS;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic) if (blocks > 1)
+#endif
+    for (blk = 0; blk < blocks; blk++) {
+        int r0 = blk * TLENS__SAE_ROWS, n = tlens__min_int(TLENS__SAE_ROWS, R - r0), f, r;
+        for (r = r0; r < r0 + n; r++) memcpy(out + (size_t)r * (size_t)d, s->b_dec, (size_t)d * sizeof(float));
+        for (f = 0; f < S; f++) {
+            const float *w = s->W_dec + (size_t)f * (size_t)d;
+            for (r = r0; r < r0 + n; r++) {
+                float v = acts[(size_t)r * (size_t)S + (size_t)f];
+                if (v != 0.0f) tlens__sae_axpy(out + (size_t)r * (size_t)d, s->scale ? v * s->scale[f] : v, w, d);
+            }
+        }
+    }
+}
+
+/* Fire the SAE's point `which` on data: in the SAE's input shape with the
+ * last axis `width`, or (as_host, for the output and the error) in the
+ * host's own shape. */
+static int tlens__sae_fire(tlens_ctx *ctx, const tlens__sae_run *u, int which, float *data, int width,
+                           int as_host) {
+    int i = u->site->first + which;
+    tlens_tensor t;
+    if (!ctx->points[i].active) return 0;
+    if (as_host && u->sae->cfg.hook_head_index < 0) {
+        t = *u->host;
+    } else {
+        t.ndim = u->ndim;
+        memcpy(t.shape, u->shape, sizeof t.shape);
+        t.shape[u->ndim - 1] = width;
+    }
+    t.data = data;
+    return tlens__fire(ctx, i, &t);
+}
+
+/* The pass hooks see: input, acts_pre, acts_post, recons; out = the
+ * unnormalised reconstruction. */
+static int tlens__sae_forward(tlens_ctx *ctx, const tlens__sae_run *u) {
+    int r;
+    memcpy(u->in, u->x, (size_t)u->R * (size_t)u->d * sizeof(float));
+    if ((r = tlens__sae_fire(ctx, u, TLENS__SAE_INPUT, u->in, u->d, 0))) return r;
+    tlens__sae_encode(u, u->in);
+    if ((r = tlens__sae_fire(ctx, u, TLENS__SAE_ACTS_PRE, u->pre, u->S, 0))) return r;
+    tlens__sae_activate(u);
+    if ((r = tlens__sae_fire(ctx, u, TLENS__SAE_ACTS_POST, u->post, u->S, 0))) return r;
+    tlens__sae_decode(u->sae, u->post, u->out, u->R);
+    if ((r = tlens__sae_fire(ctx, u, TLENS__SAE_RECONS, u->out, u->d, 0))) return r;
+    tlens__sae_norm_out(u, u->out);
+    return 0;
+}
+
+/* Could a hook have changed the pass (not just cached it)? */
+static int tlens__sae_edited(const tlens_ctx *ctx, const tlens__sae_site *s) {
+    int k;
+    for (k = TLENS__SAE_INPUT; k <= TLENS__SAE_RECONS; k++)
+        if (ctx->points[s->first + k].n_hooks) return 1;
+    return 0;
+}
+
+/* With the error term: err = x - the output of x with no hook (the same
+ * pass again when hooks may have edited it, as SAELens recomputes it), and
+ * out += err; then hook_sae_output. */
+static int tlens__sae_finish(tlens_ctx *ctx, const tlens__sae_run *u) {
+    size_t i, n = (size_t)u->R * (size_t)u->d;
+    int r;
+    if (u->site->use_error_term) {
+        if (tlens__sae_edited(ctx, u->site)) {
+            memcpy(u->in, u->x, n * sizeof(float));
+            tlens__sae_encode(u, u->in);
+            tlens__sae_activate(u);
+            tlens__sae_decode(u->sae, u->post, u->err, u->R);
+            tlens__sae_norm_out(u, u->err);
+        } else {
+            memcpy(u->err, u->out, n * sizeof(float));
+        }
+        for (i = 0; i < n; i++) u->err[i] = u->x[i] - u->err[i];
+        if ((r = tlens__sae_fire(ctx, u, TLENS__SAE_ERROR, u->err, u->d, 1))) return r;
+        for (i = 0; i < n; i++) u->out[i] += u->err[i];
+    }
+    return tlens__sae_fire(ctx, u, TLENS__SAE_OUTPUT, u->out, u->d, 1);
+}
+
+/* Called by tlens__fire after the host's hooks and cache copy. */
+static int tlens__sae_splice(tlens_ctx *ctx, int host, tlens_tensor *t) {
+    tlens__sae_site *s = &ctx->sae_sites[ctx->points[host].sae_site - 1];
+    tlens__sae_run u;
+    int r;
+    memset(&u, 0, sizeof u);
+    u.site = s;
+    u.sae = s->sae;
+    u.host = t;
+    if ((r = tlens__sae_shape(&u)) || (r = tlens__sae_scratch(s, &u, ctx->alloc))) return r;
+    tlens__sae_gather(&u);
+    if ((r = tlens__sae_forward(ctx, &u)) || (r = tlens__sae_finish(ctx, &u))) return r;
+    tlens__sae_scatter(&u);
+    return 0;
+}
+#endif /* TLENS_NO_HOOKS */
 
 /* ------------------------------------------------------------------------
  * 3.16 Steering vectors and intervention files

@@ -6,17 +6,25 @@
  *             [--optional-hooks] [--cache GLOB]... [--npy DIR] [--top K]
  *             [--zero NAME[:HEAD]]... [--patch NAME=FILE.npy]... [--loss]
  *             [--add NAME=FILE.npy[*COEF][@POS,POS...]]... [--interventions FILE.json]
+ *             [--sae DIR [--sae-no-error] [--sae-top K]]...
  *   tlens generate [MODEL] (--prompt TEXT | --tokens "1 2 3") [-n N]
  *             [--temperature T] [--top-k K] [--top-p P] [--seed S] [--print-ids]
  *             [--add NAME=FILE.npy[*COEF][@POS,POS...]]... [--interventions FILE.json]
+ *             [--sae DIR [--sae-no-error]]...
  *   tlens steer-vector [MODEL] --positive FILE --negative FILE --hook NAME -o VEC.npy
  *             [--last-token] [--include-bos] [--pca] [--no-bos] [--interventions FILE.json]
- *   tlens hooks [MODEL] [--optional-hooks]
+ *   tlens hooks [MODEL] [--optional-hooks] [--sae DIR]...
  *   tlens tokenize [--tokenizer DIR] [--prepend-bos] (TEXT | --file PATH | --jsonl PATH)
  *
  * MODEL is a Hugging Face GPT-2 folder or a .tlens file; without one, the
- * small GPT-2 bundled in models/kjv.tlens (or $TLENS_MODEL). Every error ends
- * the program with status 1 and one line on stderr naming the problem.
+ * small GPT-2 bundled in models/kjv.tlens (or $TLENS_MODEL). --sae DIR
+ * attaches a sparse autoencoder saved by SAELens (cfg.json +
+ * sae_weights.safetensors) at the hook point it names, with the error term
+ * unless --sae-no-error (the model's output is then unchanged until its
+ * features are edited); its points (NAME.hook_sae_acts_post ...) work with
+ * --cache, --zero (the number after ':' picks a feature) and --patch;
+ * --sae-top K prints each position's K most active features. Every error
+ * ends the program with status 1 and one line on stderr naming the problem.
  */
 #define TLENS_IMPLEMENTATION
 #include "tlens.h"
@@ -35,6 +43,7 @@
 #endif
 
 #define MAX_GLOBS 64
+#define MAX_SAES 16
 
 /* GPT-2's tokenizer, for models that come without one (set by the Makefile
  * to the repository's tokenizer/ folder). */
@@ -51,6 +60,8 @@ typedef struct cli {
     const char *adds[MAX_GLOBS], *interventions, *positive, *negative, *hook, *out_path;
     int n_adds;
     tlens_steer_options steer;
+    const char *saes[MAX_SAES];
+    int n_saes, sae_no_error, sae_top;
     tlens_load_options load;
     tlens_generate_options gen;
 } cli;
@@ -70,12 +81,14 @@ static void usage(void) {
             "                 [--cache GLOB]... [--npy DIR] [--top K]\n"
             "                 [--zero NAME[:HEAD]]... [--patch NAME=FILE.npy]... [--loss]\n"
             "                 [--add NAME=FILE.npy[*COEF][@POS,POS...]]... [--interventions FILE.json]\n"
+            "                 [--sae DIR [--sae-no-error] [--sae-top K]]...\n"
             "       tlens generate [MODEL] (--prompt TEXT | --tokens \"1 2 3\") [-n N] [--temperature T]\n"
             "                 [--top-k K] [--top-p P] [--seed S] [--print-ids]\n"
             "                 [--add NAME=FILE.npy[*COEF][@POS,POS...]]... [--interventions FILE.json]\n"
+            "                 [--sae DIR [--sae-no-error]]...\n"
             "       tlens steer-vector [MODEL] --positive FILE --negative FILE --hook NAME -o VEC.npy\n"
             "                 [--last-token] [--include-bos] [--pca] [--no-bos] [--interventions FILE.json]\n"
-            "       tlens hooks [MODEL] [--optional-hooks]\n"
+            "       tlens hooks [MODEL] [--optional-hooks] [--sae DIR]...\n"
             "       tlens tokenize [--tokenizer DIR] [--prepend-bos] (TEXT | --file PATH | --jsonl PATH)\n");
 }
 
@@ -103,6 +116,13 @@ static int parse_common(cli *c, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--npy")) { NEEDS_VALUE(); c->npy_dir = next; }
     else if (!strcmp(a, "--top")) { NEEDS_VALUE(); c->top = atoi(next); }
     else if (!strcmp(a, "--loss")) c->loss = 1;
+    else if (!strcmp(a, "--sae-no-error")) c->sae_no_error = 1;
+    else if (!strcmp(a, "--sae-top")) { NEEDS_VALUE(); c->sae_top = atoi(next); }
+    else if (!strcmp(a, "--sae")) {
+        NEEDS_VALUE();
+        if (c->n_saes == MAX_SAES) return -1;
+        c->saes[c->n_saes++] = next;
+    }
     else if (!strcmp(a, "--print-ids")) c->print_ids = 1;
     else if (!strcmp(a, "-n")) { NEEDS_VALUE(); c->gen.max_new_tokens = atoi(next); }
     else if (!strcmp(a, "--temperature")) { NEEDS_VALUE(); c->gen.temperature = (float)atof(next); }
@@ -389,6 +409,79 @@ static int add_interventions(const cli *c, tlens_ctx *ctx) {
     return add_steering_and_files(c, ctx);
 }
 
+/* --sae DIR...: load each SAE and attach it at its hook point, with the
+ * error term unless --sae-no-error; with --sae-top, cache its features.
+ * The SAEs must outlive the context. */
+static int attach_saes(const cli *c, tlens_ctx *ctx, tlens_sae **saes) {
+    tlens_sae_attach_options o;
+    tlens_error err;
+    int i;
+    memset(&o, 0, sizeof o);
+    o.use_error_term = !c->sae_no_error;
+    for (i = 0; i < c->n_saes; i++) {
+        char glob[160];
+        if (tlens_sae_load(&saes[i], c->saes[i], NULL, &err) != TLENS_OK ||
+            tlens_sae_attach(ctx, saes[i], &o, &err) != TLENS_OK)
+            return die("%s", err.message);
+        snprintf(glob, sizeof glob, "%s.hook_sae_acts_post", tlens_sae_get_config(saes[i])->hook_name);
+        if (c->sae_top > 0) tlens_cache_select(ctx, glob);
+    }
+    return 0;
+}
+
+static void free_saes(tlens_sae **saes) {
+    int i;
+    for (i = 0; i < MAX_SAES; i++) tlens_sae_free(saes[i]);
+}
+
+/* The coordinates of row r of t (every axis but the last). */
+static void print_row_coords(const tlens_tensor *t, size_t r, int *coords) {
+    int d;
+    for (d = t->ndim - 2; d >= 0; d--) {
+        coords[d] = (int)(r % (size_t)t->shape[d]);
+        r /= (size_t)t->shape[d];
+    }
+    for (d = 0; d < t->ndim - 1; d++) printf("%s%d", d ? " " : "", coords[d]);
+}
+
+/* --sae-top K: per position, the K most active features of each SAE (only
+ * those above 0), most active first: "batch position  feature value ...",
+ * then the token's text when there is a tokenizer. */
+static void print_sae_top(const tlens_ctx *ctx, tlens_sae *const *saes, int n, int top, const int32_t *ids,
+                          const tlens_tokenizer *tok) {
+    int i, k, f;
+    for (i = 0; i < n; i++) {
+        char name[160];
+        const tlens_tensor *t;
+        size_t r, rows;
+        int S, coords[TLENS_MAX_DIMS] = {0};
+        char *taken;
+        snprintf(name, sizeof name, "%s.hook_sae_acts_post", tlens_sae_get_config(saes[i])->hook_name);
+        if (!(t = tlens_cache_get(ctx, name))) continue; /* replaced by a later SAE at the same point */
+        S = t->shape[t->ndim - 1];
+        rows = tlens_tensor_numel(t) / (size_t)S;
+        if (!(taken = (char *)malloc((size_t)S))) return;
+        printf("%s: the %d most active features per position (batch position, then feature value)\n", name, top);
+        for (r = 0; r < rows; r++) {
+            const float *row = t->data + r * (size_t)S;
+            memset(taken, 0, (size_t)S);
+            print_row_coords(t, r, coords);
+            for (k = 0; k < top; k++) {
+                int best = -1;
+                for (f = 0; f < S; f++)
+                    if (!taken[f] && row[f] > 0 && (best < 0 || row[f] > row[best])) best = f;
+                if (best < 0) break;
+                taken[best] = 1;
+                printf("  %d %.6f", best, row[best]);
+            }
+            if (k == 0) printf("  (none active)");
+            if (t->ndim >= 3) print_token_quoted(tok, ids[(size_t)coords[0] * (size_t)t->shape[1] + (size_t)coords[1]]);
+            printf("\n");
+        }
+        free(taken);
+    }
+}
+
 static void print_loss(const tlens_ctx *ctx, const int32_t *ids, int rows, int cols) {
     double mean;
     tlens_error err;
@@ -411,6 +504,7 @@ static int cmd_run(int argc, char **argv) {
     tlens_model *model;
     tlens_ctx *ctx;
     tlens_error err;
+    tlens_sae *saes[MAX_SAES] = {NULL};
     int32_t *ids = NULL;
     int rows = 0, cols = 0, i, status = 0;
     if (parse_args(&c, argc, argv)) return 1;
@@ -419,7 +513,7 @@ static int cmd_run(int argc, char **argv) {
     if (tlens_ctx_new(&ctx, model, &err) != TLENS_OK) { tlens_free(model); return die("%s", err.message); }
     tlens_set_optional_hooks(ctx, c.optional_hooks);
     for (i = 0; i < c.n_globs; i++) tlens_cache_select(ctx, c.globs[i]);
-    if (add_interventions(&c, ctx)) status = 1;
+    if (attach_saes(&c, ctx, saes) || add_interventions(&c, ctx)) status = 1;
     else if (tlens_run(ctx, ids, rows, cols, &err) != TLENS_OK) {
         status = die("%s", err.message);
     } else {
@@ -435,11 +529,13 @@ static int cmd_run(int argc, char **argv) {
         if (!status) {
             printf("logits [%d, %d, %d]\n", logits->shape[0], logits->shape[1], logits->shape[2]);
             if (c.top > 0) print_top(logits, c.top, tlens_model_tokenizer(model));
+            if (c.sae_top > 0) print_sae_top(ctx, saes, c.n_saes, c.sae_top, ids, tlens_model_tokenizer(model));
             if (c.loss) print_loss(ctx, ids, rows, cols);
         }
     }
     free(ids);
     tlens_ctx_free(ctx);
+    free_saes(saes);
     tlens_free(model);
     return status;
 }
@@ -464,6 +560,7 @@ static int cmd_generate(int argc, char **argv) {
     tlens_model *model;
     tlens_ctx *ctx;
     tlens_error err;
+    tlens_sae *saes[MAX_SAES] = {NULL};
     int32_t *ids = NULL, *out = NULL;
     int rows = 0, cols = 0, n = 0, status = 0, i;
     if (parse_args(&c, argc, argv)) return 1;
@@ -479,7 +576,7 @@ static int cmd_generate(int argc, char **argv) {
         c.gen.user = (void *)tlens_model_tokenizer(model);
     }
     if (!out) status = die("%s", "out of memory");
-    else if (add_interventions(&c, ctx)) status = 1;
+    else if (attach_saes(&c, ctx, saes) || add_interventions(&c, ctx)) status = 1;
     else {
         if (c.gen.on_token == print_token_text) {
             if (c.prompt) fputs(c.prompt, stdout);
@@ -494,6 +591,7 @@ static int cmd_generate(int argc, char **argv) {
     free(out);
     free(ids);
     tlens_ctx_free(ctx);
+    free_saes(saes);
     tlens_free(model);
     return status;
 }
@@ -610,6 +708,7 @@ static int cmd_hooks(int argc, char **argv) {
     tlens_model *model;
     tlens_ctx *ctx;
     tlens_error err;
+    tlens_sae *saes[MAX_SAES] = {NULL};
     int32_t token = 0;
     int i, status = 0;
     if (parse_args(&c, argc, argv)) return 1;
@@ -618,7 +717,9 @@ static int cmd_hooks(int argc, char **argv) {
     if (tlens_ctx_new(&ctx, model, &err) != TLENS_OK) { tlens_free(model); return die("%s", err.message); }
     tlens_set_optional_hooks(ctx, c.optional_hooks);
     tlens_cache_select(ctx, "*");
-    if (tlens_run(ctx, &token, 1, 1, &err) != TLENS_OK) {
+    if (attach_saes(&c, ctx, saes)) {
+        status = 1;
+    } else if (tlens_run(ctx, &token, 1, 1, &err) != TLENS_OK) {
         status = die("%s", err.message);
     } else {
         for (i = 0; i < tlens_hook_count(ctx); i++) {
@@ -631,6 +732,7 @@ static int cmd_hooks(int argc, char **argv) {
         }
     }
     tlens_ctx_free(ctx);
+    free_saes(saes);
     tlens_free(model);
     return status;
 }

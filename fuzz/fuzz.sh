@@ -44,6 +44,7 @@ case $name in
     hf_load) opts="-max_len=16384 -dict=fuzz/dict/json.dict" ;;
     tlens) opts="-max_len=32768" ;;
     npy) opts="-max_len=4096 -dict=fuzz/dict/npy.dict" ;;
+    sae) opts="-max_len=8192 -dict=fuzz/dict/json.dict" ;;
     *) opts="" ;;
 esac
 

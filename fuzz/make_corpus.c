@@ -14,7 +14,9 @@
  *                 mask buffers, BF16 untied) and the tiny model cut at 4 KB;
  *   tlens/        .tlens files of random micro models (tlens_init_random +
  *                 tlens_save), one with a tokenizer;
- *   npy/          .npy files of each supported type and header version.
+ *   npy/          .npy files of each supported type and header version;
+ *   sae/          SAE folders (cfg.json 0xFF sae_weights.safetensors) of each
+ *                 architecture and cfg.json layout, for the micro model.
  * The micro model is 1 layer, d_model 8, 2 heads, vocabulary 16, n_ctx 8:
  * fuzz_hf_load's second folder has its config. Output is deterministic.
  */
@@ -347,6 +349,65 @@ static void seeds_safetensors(void) {
     free(tiny);
 }
 
+/* ---- SAEs: cfg.json 0xFF sae_weights.safetensors ------------------------- */
+/* An SAE for the micro model: its cfg.json, then W_enc, W_dec, b_enc, b_dec
+ * (and threshold) of random `dtype` values. */
+static void sae_seed(const char *name, const char *cfg, const char *dtype, int d_in, int d_sae, int threshold) {
+    tensor t[5];
+    buf out = {0}, h = {0}, d = {0};
+    size_t esize = strcmp(dtype, "F32") == 0 ? 4 : 2, i, k, numel;
+    unsigned char len8[8];
+    t[0].name = "W_enc"; t[0].ndim = 2; t[0].shape[0] = d_in; t[0].shape[1] = d_sae;
+    t[1].name = "W_dec"; t[1].ndim = 2; t[1].shape[0] = d_sae; t[1].shape[1] = d_in;
+    t[2].name = "b_enc"; t[2].ndim = 1; t[2].shape[0] = d_sae;
+    t[3].name = "b_dec"; t[3].ndim = 1; t[3].shape[0] = d_in;
+    t[4].name = "threshold"; t[4].ndim = 1; t[4].shape[0] = d_sae;
+    puts_(&h, "{");
+    for (i = 0; i < (threshold ? 5u : 4u); i++) {
+        numel = (size_t)t[i].shape[0] * (size_t)(t[i].ndim == 2 ? t[i].shape[1] : 1);
+        putf(&h, "%s\"%s\": {\"dtype\": \"%s\", \"shape\": [%d", i ? ", " : "", t[i].name, dtype, t[i].shape[0]);
+        if (t[i].ndim == 2) putf(&h, ", %d", t[i].shape[1]);
+        putf(&h, "], \"data_offsets\": [%zu, %zu]}", d.len, d.len + numel * esize);
+        for (k = 0; k < numel; k++) {
+            float f = rnd() * 10.0f;
+            unsigned char e[4];
+            uint32_t u = esize == 4 ? tlens__bits_from_f32(f)
+                         : strcmp(dtype, "F16") == 0 ? tlens__f32_to_f16(f) : tlens__f32_to_bf16(f);
+            e[0] = (unsigned char)u; e[1] = (unsigned char)(u >> 8);
+            e[2] = (unsigned char)(u >> 16); e[3] = (unsigned char)(u >> 24);
+            put(&d, e, esize);
+        }
+    }
+    puts_(&h, "}");
+    while (h.len % 8) puts_(&h, " ");
+    for (k = 0; k < 8; k++) len8[k] = (unsigned char)((uint64_t)h.len >> (8 * k));
+    puts_(&out, cfg);
+    put(&out, "\xff", 1);
+    put(&out, len8, 8);
+    put(&out, h.p, h.len);
+    put(&out, d.p, d.len);
+    seed("sae", name, out.p, out.len);
+    free(out.p);
+    free(h.p);
+    free(d.p);
+}
+
+static void seeds_sae(void) {
+    sae_seed("standard-f32", "{\"architecture\": \"standard\", \"d_in\": 8, \"d_sae\": 12, \"hook_name\":"
+             " \"blocks.0.hook_resid_pre\", \"hook_head_index\": null, \"apply_b_dec_to_input\": true,"
+             " \"normalize_activations\": \"none\", \"dtype\": \"float32\"}", "F32", 8, 12, 0);
+    sae_seed("topk-old-f16", "{\"d_in\": 8, \"d_sae\": 16, \"hook_point\": \"blocks.0.hook_mlp_out\","
+             " \"activation_fn_str\": \"topk\", \"activation_fn_kwargs\": {\"k\": 3},"
+             " \"normalize_activations\": \"constant_norm_rescale\"}", "F16", 8, 16, 0);
+    sae_seed("jumprelu-meta-bf16", "{\"architecture\": \"jumprelu\", \"d_in\": 8, \"d_sae\": 10,"
+             " \"apply_b_dec_to_input\": false, \"normalize_activations\": \"layer_norm\", \"metadata\":"
+             " {\"sae_lens_version\": \"6.5.0\", \"hook_name\": \"blocks.0.hook_resid_post\"}}", "BF16", 8, 10, 1);
+    sae_seed("hook-z", "{\"d_in\": 8, \"d_sae\": 8, \"hook_name\": \"blocks.0.attn.hook_z\","
+             " \"normalize_activations\": \"expected_average_only_in\", \"norm_scaling_factor\": 2.5}", "F32", 8, 8, 0);
+    sae_seed("q-head-1", "{\"architecture\": \"topk\", \"k\": 2, \"d_in\": 4, \"d_sae\": 6, \"hook_name\":"
+             " \"blocks.0.attn.hook_q\", \"hook_head_index\": 1}", "F32", 4, 6, 0);
+}
+
 /* ---- .tlens --------------------------------------------------------------- */
 static void tlens_seed(const char *name, int raw, tlens_dtype dt, int tied, int with_tokenizer) {
     char path[512];
@@ -440,6 +501,7 @@ int main(int argc, char **argv) {
     seeds_safetensors();
     seeds_tlens();
     seeds_npy();
+    seeds_sae();
     printf("%d seed files, %zu bytes, in %s\n", total_files, total_bytes, out_dir);
     return 0;
 }

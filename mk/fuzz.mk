@@ -20,7 +20,7 @@ FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_TLENS   ?= .
 FUZZ_DIR     := $(BUILD)/fuzz
-FUZZ_TARGETS ?= tokenizer vocab config safetensors hf_load tlens npy
+FUZZ_TARGETS ?= tokenizer vocab config safetensors hf_load tlens npy sae
 FUZZ_CFLAGS  := -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                 -I$(FUZZ_TLENS) -Ifuzz -DFUZZ_TOKENIZER_DIR='"$(CURDIR)/tokenizer"'

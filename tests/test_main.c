@@ -17,6 +17,7 @@
 #include "test_regressions.c"
 #include "test_threads.c"
 #include "test_steer.c"
+#include "test_sae.c"
 
 int main(int argc, char **argv) {
     if (argc > 1) tt.filter = argv[1];
@@ -31,5 +32,6 @@ int main(int argc, char **argv) {
     tests_regressions();
     tests_threads();
     tests_steer();
+    tests_sae();
     return tt_finish();
 }
