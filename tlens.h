@@ -493,7 +493,7 @@ TLENS_API const tlens_tensor *tlens_cache_act(const tlens_ctx *ctx,
 /* Write a tensor as float32 .npy in its shape. */
 TLENS_API tlens_result tlens_npy_save(const char *path, const tlens_tensor *t,
                                       tlens_error *err);
-/* Read a C-order float32/float64/int32/int64 .npy as floats; free the data
+/* Read a C-order float16/32/64 or int32/64 .npy as floats; free the data
  * with tlens_tensor_free. */
 TLENS_API tlens_result tlens_npy_load(const char *path, tlens_tensor *out,
                                       tlens_error *err);
@@ -6206,8 +6206,8 @@ TLENS_DEF tlens_result tlens_npy_save(const char *path, const tlens_tensor *t, t
     return ok ? TLENS_OK : tlens__fail(err, TLENS_ERR_IO, "cannot write %s", path);
 }
 
-/* Read a C-order .npy of float32, float64, int32 or int64 (either byte
- * order) into out->data (allocated; free with tlens_tensor_free). */
+/* Read a C-order .npy of float16, float32, float64, int32 or int64 (either
+ * byte order) into out->data (allocated; free with tlens_tensor_free). */
 TLENS_DEF tlens_result tlens_npy_load(const char *path, tlens_tensor *out, tlens_error *err) {
     char *d;
     size_t size, hlen, n = 1, i, width;
@@ -6243,9 +6243,9 @@ TLENS_DEF tlens_result tlens_npy_load(const char *path, tlens_tensor *out, tlens
     big = descr[10] == '>';
     kind = descr[11];
     width = (size_t)(descr[12] - '0');
-    if (!((kind == 'f' && (width == 4 || width == 8)) || (kind == 'i' && (width == 4 || width == 8)))) {
+    if (!((kind == 'f' && (width == 2 || width == 4 || width == 8)) || (kind == 'i' && (width == 4 || width == 8)))) {
         tlens__free(NULL, d);
-        return tlens__fail(err, TLENS_ERR_DTYPE, "%s: .npy type must be float32/64 or int32/64", path);
+        return tlens__fail(err, TLENS_ERR_DTYPE, "%s: .npy type must be float16/32/64 or int32/64", path);
     }
     for (shape += 10; *shape && *shape != ')'; ) {
         long v = 0;
@@ -6281,6 +6281,7 @@ TLENS_DEF tlens_result tlens_npy_load(const char *path, tlens_tensor *out, tlens
         size_t k;
         for (k = 0; k < width; k++) e[k] = (unsigned char)p[i * width + (big ? width - 1 - k : k)];
         if (kind == 'f' && width == 4) out->data[i] = tlens__f32_from_bits(tlens__le32(e));
+        else if (kind == 'f' && width == 2) out->data[i] = tlens__f16_to_f32(tlens__le16(e));
         else if (kind == 'f') { uint64_t u = tlens__le64(e); double v; memcpy(&v, &u, 8); out->data[i] = (float)v; }
         else if (width == 4) out->data[i] = (float)(int32_t)tlens__le32(e);
         else out->data[i] = (float)(int64_t)tlens__le64(e);
