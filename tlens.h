@@ -499,6 +499,33 @@ TLENS_API tlens_result tlens_npy_load(const char *path, tlens_tensor *out,
                                       tlens_error *err);
 TLENS_API void tlens_tensor_free(tlens_tensor *t);
 
+/* A .npy file written row by row, for arrays too big to hold in memory.
+ * The file's shape is [rows, row_shape...] (row_ndim 0 to 3); the header
+ * is written first with room for any row count, rows are appended as they
+ * come, and closing writes the final count into it. Little-endian on every
+ * host; tlens_npy_load reads all three types. */
+typedef enum tlens_npy_type {
+    TLENS_NPY_F32 = 0,  /* '<f4'                                          */
+    TLENS_NPY_F16 = 1,  /* '<f2': floats rounded to nearest even, as numpy */
+    TLENS_NPY_I32 = 2   /* '<i4'                                          */
+} tlens_npy_type;
+typedef struct tlens_npy_writer tlens_npy_writer;
+TLENS_API tlens_result tlens_npy_writer_open(tlens_npy_writer **out, const char *path,
+                                             tlens_npy_type type, int row_ndim,
+                                             const int *row_shape, tlens_error *err);
+/* Append n rows (n times the row's element count) to a float32 or float16
+ * file; TLENS_ERR_DTYPE for an int32 one. */
+TLENS_API tlens_result tlens_npy_writer_append(tlens_npy_writer *w, const float *rows,
+                                               size_t n, tlens_error *err);
+/* Append n rows to an int32 file. */
+TLENS_API tlens_result tlens_npy_writer_append_i32(tlens_npy_writer *w,
+                                                   const int32_t *rows, size_t n,
+                                                   tlens_error *err);
+TLENS_API size_t tlens_npy_writer_rows(const tlens_npy_writer *w);
+/* Write the row count into the header, close the file and free the writer
+ * (NULL is fine). After any failed call the file is not complete. */
+TLENS_API tlens_result tlens_npy_writer_close(tlens_npy_writer *w, tlens_error *err);
+
 /* ------------------------------------------------------------------------
  * 2.8 The interpretability toolkit
  * ---------------------------------------------------------------------- */
@@ -6293,6 +6320,167 @@ TLENS_DEF tlens_result tlens_npy_load(const char *path, tlens_tensor *out, tlens
 TLENS_DEF void tlens_tensor_free(tlens_tensor *t) {
     tlens__free(NULL, t->data);
     t->data = NULL;
+}
+
+/* ---- the streaming writer ------------------------------------------------ */
+struct tlens_npy_writer {
+    FILE *f;
+    const tlens_allocator *alloc;
+    tlens_npy_type type;
+    int row_ndim;
+    int row_shape[TLENS_MAX_DIMS - 1];
+    size_t row_numel;       /* elements per row                            */
+    size_t rows;            /* rows appended so far                        */
+    size_t header_len;      /* bytes before the data: a multiple of 64     */
+    int failed;             /* a write failed: the file is not complete    */
+    char *path;             /* for messages (stored after the struct)      */
+};
+
+#define TLENS__NPY_HEADER_CAP 256
+
+/* numpy's version 1.0 header for [rows, row_shape...]: magic, version, the
+ * length, then the dict, `spare` spaces, more spaces up to a multiple of 64
+ * bytes and at least min_total, and '\n'. The spare spaces leave room for
+ * a longer row count later, as numpy's own writer does for growing files
+ * (21 digits). Returns the total length, 0 when it does not fit cap. */
+static size_t tlens__npy_header(char *out, size_t cap, const tlens_npy_writer *w, size_t rows, size_t spare,
+                                size_t min_total) {
+    static const char *const descr[3] = {"<f4", "<f2", "<i4"};
+    tlens__buf b;
+    int d;
+    b.p = out; b.cap = cap; b.len = 0;
+    tlens__puts(&b, "\x93NUMPY\x01");
+    tlens__putc(&b, '\0');
+    tlens__puts(&b, "xx{'descr': '");
+    tlens__puts(&b, descr[w->type]);
+    tlens__puts(&b, "', 'fortran_order': False, 'shape': (");
+    tlens__putu(&b, rows);
+    if (w->row_ndim == 0) tlens__putc(&b, ','); /* Python's one-element tuple */
+    for (d = 0; d < w->row_ndim; d++) {
+        tlens__puts(&b, ", ");
+        tlens__puti(&b, w->row_shape[d]);
+    }
+    tlens__puts(&b, "), }");
+    while (spare--) tlens__putc(&b, ' ');
+    while ((b.len + 1) % 64 || b.len + 1 < min_total) tlens__putc(&b, ' ');
+    tlens__putc(&b, '\n');
+    if (b.len > cap || b.len - 10 > 0xffff) return 0;
+    out[8] = (char)((b.len - 10) & 0xffu);
+    out[9] = (char)((b.len - 10) >> 8);
+    return b.len;
+}
+
+/* The writer of the public function, with an allocator (the collector
+ * passes the model's). */
+static tlens_result tlens__npy_writer_open(tlens_npy_writer **out, const char *path, tlens_npy_type type, int row_ndim,
+                                           const int *row_shape, const tlens_allocator *a, tlens_error *err) {
+    char header[TLENS__NPY_HEADER_CAP];
+    size_t len = strlen(path), n = 1;
+    tlens_npy_writer *w;
+    int d;
+    *out = NULL;
+    if ((unsigned)type > (unsigned)TLENS_NPY_I32 || row_ndim < 0 || row_ndim >= TLENS_MAX_DIMS || (row_ndim && !row_shape))
+        return tlens__fail(err, TLENS_ERR_ARG, "%s: a .npy writer needs a known type and 0 to %d row dimensions", path,
+                           TLENS_MAX_DIMS - 1);
+    for (d = 0; d < row_ndim; d++)
+        if (row_shape[d] < 0 || !tlens__mul_ok(n, (size_t)row_shape[d], &n))
+            return tlens__fail(err, TLENS_ERR_SHAPE, "%s: bad row dimension %d", path, row_shape[d]);
+    w = (tlens_npy_writer *)tlens__calloc(a, sizeof *w + len + 1);
+    if (!w) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory opening %s", path);
+    w->path = (char *)(w + 1);
+    memcpy(w->path, path, len + 1);
+    w->alloc = a;
+    w->type = type;
+    w->row_ndim = row_ndim;
+    for (d = 0; d < row_ndim; d++) w->row_shape[d] = row_shape[d];
+    w->row_numel = n;
+    w->header_len = tlens__npy_header(header, sizeof header, w, 0, 21, 0);
+    if (!(w->f = fopen(path, "wb"))) {
+        tlens__free(a, w);
+        return tlens__fail(err, TLENS_ERR_IO, "cannot create %s", path);
+    }
+    if (fwrite(header, 1, w->header_len, w->f) != w->header_len) {
+        fclose(w->f);
+        tlens__free(a, w);
+        return tlens__fail(err, TLENS_ERR_IO, "cannot write %s", path);
+    }
+    *out = w;
+    return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_npy_writer_open(tlens_npy_writer **out, const char *path, tlens_npy_type type,
+                                             int row_ndim, const int *row_shape, tlens_error *err) {
+    return tlens__npy_writer_open(out, path, type, row_ndim, row_shape, NULL, err);
+}
+
+/* Write count elements, from floats or (ints not NULL) int32s, as the file's
+ * little-endian type, through a buffer of whole elements. */
+static tlens_result tlens__npy_put(tlens_npy_writer *w, const float *f, const int32_t *ints, size_t count,
+                                   tlens_error *err) {
+    unsigned char buf[4096];
+    size_t width = w->type == TLENS_NPY_F16 ? 2u : 4u, per = sizeof buf / width, i, k, n;
+    for (i = 0; i < count; i += n) {
+        n = count - i < per ? count - i : per;
+        for (k = 0; k < n; k++) {
+            uint32_t u = ints ? (uint32_t)ints[i + k]
+                              : w->type == TLENS_NPY_F16 ? (uint32_t)tlens__f32_to_f16(f[i + k]) : tlens__bits_from_f32(f[i + k]);
+            unsigned char *e = buf + k * width;
+            e[0] = (unsigned char)(u & 0xffu);
+            e[1] = (unsigned char)((u >> 8) & 0xffu);
+            if (width == 4) {
+                e[2] = (unsigned char)((u >> 16) & 0xffu);
+                e[3] = (unsigned char)(u >> 24);
+            }
+        }
+        if (fwrite(buf, width, n, w->f) != n) {
+            w->failed = 1;
+            return tlens__fail(err, TLENS_ERR_IO, "cannot write %s", w->path);
+        }
+    }
+    return TLENS_OK;
+}
+
+static tlens_result tlens__npy_append(tlens_npy_writer *w, const float *f, const int32_t *ints, size_t n,
+                                      tlens_error *err) {
+    size_t count;
+    tlens_result r;
+    if (w->failed) return tlens__fail(err, TLENS_ERR_IO, "%s: an earlier write failed", w->path);
+    if (!tlens__mul_ok(n, w->row_numel, &count))
+        return tlens__fail(err, TLENS_ERR_ARG, "%s: %zu rows are more than memory holds", w->path, n);
+    if ((r = tlens__npy_put(w, f, ints, count, err))) return r;
+    w->rows += n;
+    return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_npy_writer_append(tlens_npy_writer *w, const float *rows, size_t n, tlens_error *err) {
+    if (w->type == TLENS_NPY_I32)
+        return tlens__fail(err, TLENS_ERR_DTYPE, "%s holds int32: append with tlens_npy_writer_append_i32", w->path);
+    return tlens__npy_append(w, rows, NULL, n, err);
+}
+
+TLENS_DEF tlens_result tlens_npy_writer_append_i32(tlens_npy_writer *w, const int32_t *rows, size_t n,
+                                                   tlens_error *err) {
+    if (w->type != TLENS_NPY_I32)
+        return tlens__fail(err, TLENS_ERR_DTYPE, "%s holds floats: append with tlens_npy_writer_append", w->path);
+    return tlens__npy_append(w, NULL, rows, n, err);
+}
+
+TLENS_DEF size_t tlens_npy_writer_rows(const tlens_npy_writer *w) { return w->rows; }
+
+/* The header is rewritten in place with the final count: the spare spaces
+ * of the first one make it exactly as long, so the data does not move. */
+TLENS_DEF tlens_result tlens_npy_writer_close(tlens_npy_writer *w, tlens_error *err) {
+    char header[TLENS__NPY_HEADER_CAP];
+    int ok;
+    tlens_result r = TLENS_OK;
+    if (!w) return TLENS_OK;
+    ok = !w->failed && tlens__npy_header(header, sizeof header, w, w->rows, 0, w->header_len) == w->header_len;
+    ok = ok && fflush(w->f) == 0 && fseek(w->f, 0, SEEK_SET) == 0 &&
+         fwrite(header, 1, w->header_len, w->f) == w->header_len;
+    ok = fclose(w->f) == 0 && ok;
+    if (!ok) r = tlens__fail(err, TLENS_ERR_IO, "cannot finish %s%s", w->path, w->failed ? " (a write failed)" : "");
+    tlens__free(w->alloc, w);
+    return r;
 }
 #endif
 

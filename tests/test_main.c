@@ -16,6 +16,7 @@
 #include "test_examples.c"
 #include "test_regressions.c"
 #include "test_threads.c"
+#include "test_collect.c"
 
 int main(int argc, char **argv) {
     if (argc > 1) tt.filter = argv[1];
@@ -29,5 +30,6 @@ int main(int argc, char **argv) {
     tests_examples();
     tests_regressions();
     tests_threads();
+    tests_collect();
     return tt_finish();
 }
