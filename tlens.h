@@ -526,6 +526,48 @@ TLENS_API size_t tlens_npy_writer_rows(const tlens_npy_writer *w);
  * (NULL is fine). After any failed call the file is not complete. */
 TLENS_API tlens_result tlens_npy_writer_close(tlens_npy_writer *w, tlens_error *err);
 
+/* Activation datasets: token sequences run in batches and chosen hook
+ * points' activations streamed to DIR/<hook name>.npy, one row per token:
+ * [rows, d] for [batch, pos, d] points, [rows, head, d_head] (or [rows,
+ * head, d_model]) for per-head ones. Sequences of different lengths are
+ * left-padded with an attention mask (tlens_run_ex); padding is never
+ * written. DIR/tokens.npy (int32) holds each row's token id and
+ * DIR/prompt_index.npy (int32) the index given with its sequence. Rows come
+ * in the order the sequences were added; only one batch is in memory. */
+typedef struct tlens_collect_options {
+    int batch;          /* sequences per run (0: 8)                        */
+    int f16;            /* store activations as float16, not float32       */
+    int skip_first;     /* write no row for each sequence's first token (its
+                           BOS): the model still sees it                   */
+} tlens_collect_options;
+typedef struct tlens_collector tlens_collector;
+
+/* Collect the points `patterns` name into the existing directory `dir`.
+ * A pattern is a hook name or a glob over the points the context shows
+ * (each point once, in firing order; a glob passes over attn_scores and
+ * pattern, whose key axis has no row per token, while naming one of them
+ * is TLENS_ERR_SHAPE). Naming an optional point (attn.hook_result ...)
+ * switches the context's optional points on. The context's cache selection
+ * is replaced, and its hooks run as in any run. */
+TLENS_API tlens_result tlens_collect_open(tlens_collector **out, tlens_ctx *ctx,
+                                          const char *dir,
+                                          const char *const *patterns,
+                                          int n_patterns,
+                                          const tlens_collect_options *opt,
+                                          tlens_error *err);
+/* Queue one sequence of n tokens (1 <= n <= n_ctx); a full batch runs and
+ * is written out now. */
+TLENS_API tlens_result tlens_collect_add(tlens_collector *c, const int32_t *tokens,
+                                         int n, int32_t index, tlens_error *err);
+/* Rows written so far (queued sequences not counted). */
+TLENS_API size_t tlens_collect_rows(const tlens_collector *c);
+/* The points being collected: count, and names in file order. */
+TLENS_API int tlens_collect_count(const tlens_collector *c);
+TLENS_API const char *tlens_collect_name(const tlens_collector *c, int i);
+/* Run the queued sequences, finish every file and free the collector
+ * (NULL is fine); the files are complete only when this returns TLENS_OK. */
+TLENS_API tlens_result tlens_collect_close(tlens_collector *c, tlens_error *err);
+
 /* ------------------------------------------------------------------------
  * 2.8 The interpretability toolkit
  * ---------------------------------------------------------------------- */
@@ -6480,6 +6522,288 @@ TLENS_DEF tlens_result tlens_npy_writer_close(tlens_npy_writer *w, tlens_error *
     ok = fclose(w->f) == 0 && ok;
     if (!ok) r = tlens__fail(err, TLENS_ERR_IO, "cannot finish %s%s", w->path, w->failed ? " (a write failed)" : "");
     tlens__free(w->alloc, w);
+    return r;
+}
+
+/* ---- activation datasets ------------------------------------------------- */
+struct tlens_collector {
+    tlens_ctx *ctx;
+    const tlens_allocator *alloc;
+    int batch, skip_first, n_ctx, n_points, queued;
+    int *points;                /* indices into ctx->points, firing order   */
+    tlens_npy_writer **acts;    /* one file per point                       */
+    tlens_npy_writer *tokens_w, *index_w;
+    int32_t *seqs;              /* (batch, n_ctx): the queued sequences     */
+    int *lens;                  /* each queued sequence's length            */
+    int32_t *index;             /* and the index it came with               */
+    int32_t *padded, *mask;     /* (batch, n_ctx): one run's input          */
+    int32_t *row_index;         /* (n_ctx): one sequence's prompt_index rows */
+    size_t rows;
+};
+
+/* One token's row of point i, from the model's shape: its dimensions into
+ * shape, their number returned (0 for hook_tokens), or -1 for
+ * attn_scores / pattern, whose key axis gives no row per token. */
+static int tlens__point_row_shape(const tlens_ctx *ctx, int i, int *shape) {
+    const tlens_config *c = &ctx->m->cfg;
+    int first_post = TLENS__HP_GLOBAL_PRE + c->n_layers * TLENS__HP_PER_BLOCK;
+    shape[0] = c->d_model;
+    if (i == TLENS__HP_TOKENS) return 0;
+    if (i < TLENS__HP_GLOBAL_PRE) return 1;
+    if (i >= first_post) {
+        if (i - first_post == TLENS__HP_LNF_SCALE) shape[0] = 1;
+        return 1;
+    }
+    switch ((i - TLENS__HP_GLOBAL_PRE) % TLENS__HP_PER_BLOCK) {
+    case TLENS__HP_ATTN_SCORES: case TLENS__HP_PATTERN: return -1;
+    case TLENS__HP_LN1_SCALE: case TLENS__HP_LN2_SCALE: shape[0] = 1; return 1;
+    case TLENS__HP_MLP_PRE: case TLENS__HP_MLP_POST: shape[0] = c->d_mlp; return 1;
+    case TLENS__HP_Q: case TLENS__HP_K: case TLENS__HP_V: case TLENS__HP_Z:
+        shape[0] = c->n_heads;
+        shape[1] = c->d_head;
+        return 2;
+    case TLENS__HP_ATTN_IN: case TLENS__HP_Q_INPUT: case TLENS__HP_K_INPUT: case TLENS__HP_V_INPUT:
+    case TLENS__HP_RESULT:
+        shape[0] = c->n_heads;
+        shape[1] = c->d_model;
+        return 2;
+    default: return 1;
+    }
+}
+
+/* Mark the points `pattern` selects in chosen[]: an exact name, else a glob
+ * over the points the context shows that have a row per token. */
+static tlens_result tlens__collect_match(tlens_ctx *ctx, const char *pattern, unsigned char *chosen, int *optional,
+                                         tlens_error *err) {
+    int i, found = 0, shape[TLENS_MAX_DIMS];
+    for (i = 0; i < ctx->n_points; i++)
+        if (!strcmp(ctx->points[i].name, pattern)) {
+            if (tlens__point_row_shape(ctx, i, shape) < 0)
+                return tlens__fail(err, TLENS_ERR_SHAPE, "collect: %s is [batch, head, query, key]: no row per token",
+                                   pattern);
+            chosen[i] = 1;
+            *optional |= ctx->points[i].optional;
+            return TLENS_OK;
+        }
+    for (i = 0; i < ctx->n_points; i++)
+        if ((!ctx->points[i].optional || ctx->optional_hooks) && tlens__glob(pattern, ctx->points[i].name) &&
+            tlens__point_row_shape(ctx, i, shape) >= 0) {
+            chosen[i] = 1;
+            found++;
+        }
+    if (!found) return tlens__fail(err, TLENS_ERR_NOT_FOUND, "collect: no hook point with a row per token matches %s", pattern);
+    return TLENS_OK;
+}
+
+/* Free everything; the files are closed as they are (errors ignored). */
+static void tlens__collect_free(tlens_collector *c) {
+    int p;
+    for (p = 0; c->acts && p < c->n_points; p++) tlens_npy_writer_close(c->acts[p], NULL);
+    tlens_npy_writer_close(c->tokens_w, NULL);
+    tlens_npy_writer_close(c->index_w, NULL);
+    tlens__free(c->alloc, c->points);
+    tlens__free(c->alloc, c->acts);
+    tlens__free(c->alloc, c->seqs);
+    tlens__free(c->alloc, c->lens);
+    tlens__free(c->alloc, c->index);
+    tlens__free(c->alloc, c->padded);
+    tlens__free(c->alloc, c->mask);
+    tlens__free(c->alloc, c->row_index);
+    tlens__free(c->alloc, c);
+}
+
+/* The collector and its buffers for the points marked in chosen[]. */
+static tlens_result tlens__collect_new(tlens_collector **out, tlens_ctx *ctx, const unsigned char *chosen, int batch,
+                                       tlens_error *err) {
+    const tlens_allocator *a = ctx->alloc;
+    size_t seq = (size_t)batch * (size_t)ctx->m->cfg.n_ctx * sizeof(int32_t);
+    tlens_collector *c = (tlens_collector *)tlens__calloc(a, sizeof *c);
+    int i;
+    *out = c;
+    if (!c) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for a collector");
+    c->ctx = ctx;
+    c->alloc = a;
+    c->batch = batch;
+    c->n_ctx = ctx->m->cfg.n_ctx;
+    for (i = 0; i < ctx->n_points; i++) c->n_points += chosen[i];
+    c->points = (int *)tlens__alloc(a, (size_t)c->n_points * sizeof(int));
+    c->acts = (tlens_npy_writer **)tlens__calloc(a, (size_t)c->n_points * sizeof(tlens_npy_writer *));
+    c->seqs = (int32_t *)tlens__alloc(a, seq);
+    c->padded = (int32_t *)tlens__alloc(a, seq);
+    c->mask = (int32_t *)tlens__alloc(a, seq);
+    c->lens = (int *)tlens__alloc(a, (size_t)batch * sizeof(int));
+    c->index = (int32_t *)tlens__alloc(a, (size_t)batch * sizeof(int32_t));
+    c->row_index = (int32_t *)tlens__alloc(a, (size_t)c->n_ctx * sizeof(int32_t));
+    if (!c->points || !c->acts || !c->seqs || !c->padded || !c->mask || !c->lens || !c->index || !c->row_index)
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for a collector of batch %d", batch);
+    c->n_points = 0;
+    for (i = 0; i < ctx->n_points; i++)
+        if (chosen[i]) c->points[c->n_points++] = i;
+    return TLENS_OK;
+}
+
+/* DIR/<name>.npy */
+static tlens_result tlens__collect_file(tlens_collector *c, const char *dir, const char *name, tlens_npy_type type,
+                                        int row_ndim, const int *row_shape, tlens_npy_writer **w, tlens_error *err) {
+    size_t cap = strlen(dir) + strlen(name) + 6;
+    char *path = (char *)tlens__alloc(c->alloc, cap);
+    tlens_result r;
+    if (!path) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for a path in %s", dir);
+    tlens__join(path, cap, dir, name);
+    memcpy(path + strlen(path), ".npy", 5);
+    r = tlens__npy_writer_open(w, path, type, row_ndim, row_shape, c->alloc, err);
+    tlens__free(c->alloc, path);
+    return r;
+}
+
+/* Every file, and the cache selection of exactly the collected points. */
+static tlens_result tlens__collect_files(tlens_collector *c, const char *dir, int f16, tlens_error *err) {
+    int p, shape[TLENS_MAX_DIMS];
+    tlens_result r;
+    tlens_cache_clear(c->ctx);
+    for (p = 0; p < c->n_points; p++) {
+        const char *name = c->ctx->points[c->points[p]].name;
+        int nd = tlens__point_row_shape(c->ctx, c->points[p], shape);
+        if ((r = tlens__collect_file(c, dir, name, f16 ? TLENS_NPY_F16 : TLENS_NPY_F32, nd, shape, &c->acts[p], err)))
+            return r;
+        if ((r = tlens__select_push(c->ctx, name, NULL, NULL, err))) return r;
+    }
+    if ((r = tlens__collect_file(c, dir, "tokens", TLENS_NPY_I32, 0, NULL, &c->tokens_w, err))) return r;
+    return tlens__collect_file(c, dir, "prompt_index", TLENS_NPY_I32, 0, NULL, &c->index_w, err);
+}
+
+TLENS_DEF tlens_result tlens_collect_open(tlens_collector **out, tlens_ctx *ctx, const char *dir,
+                                          const char *const *patterns, int n_patterns,
+                                          const tlens_collect_options *opt, tlens_error *err) {
+    tlens_collect_options defaults;
+    unsigned char *chosen;
+    tlens_result r = TLENS_OK;
+    int i, optional = 0;
+    *out = NULL;
+    memset(&defaults, 0, sizeof defaults);
+    if (!opt) opt = &defaults;
+    if (!ctx || !dir || !patterns || n_patterns < 1 || opt->batch < 0)
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_collect_open: need a context, a directory and hook names");
+    if (!(chosen = (unsigned char *)tlens__calloc(ctx->alloc, (size_t)ctx->n_points)))
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for the hook points");
+    for (i = 0; !r && i < n_patterns; i++) r = tlens__collect_match(ctx, patterns[i], chosen, &optional, err);
+    if (!r) r = tlens__collect_new(out, ctx, chosen, opt->batch ? opt->batch : 8, err);
+    tlens__free(ctx->alloc, chosen);
+    if (!r) {
+        (*out)->skip_first = opt->skip_first != 0;
+        if (optional && !ctx->optional_hooks) tlens_set_optional_hooks(ctx, 1);
+        r = tlens__collect_files(*out, dir, opt->f16, err);
+    }
+    if (r && *out) {
+        tlens__collect_free(*out);
+        *out = NULL;
+    }
+    return r;
+}
+
+/* The rows of the sequences just run, point by point: sequence b's real
+ * tokens are rows b * T + pad .. b * T + T - 1 of a [B, T, ...] activation,
+ * one contiguous block. */
+static tlens_result tlens__collect_write(tlens_collector *c, int p, int B, int T, tlens_error *err) {
+    const tlens__point *pt = &c->ctx->points[c->points[p]];
+    tlens_npy_writer *w = c->acts[p];
+    size_t row = w->row_numel;
+    tlens_result r;
+    int b, d, ok = pt->cached && pt->cache.ndim == 2 + w->row_ndim && pt->cache.shape[0] == B && pt->cache.shape[1] == T;
+    for (d = 0; ok && d < w->row_ndim; d++) ok = pt->cache.shape[2 + d] == w->row_shape[d];
+    if (!ok) return tlens__fail(err, TLENS_ERR_SHAPE, "collect: %s was not cached as [%d, %d, ...]", pt->name, B, T);
+    for (b = 0; b < B; b++) {
+        int first = T - c->lens[b] + c->skip_first;
+        if ((r = tlens_npy_writer_append(w, pt->cache.data + ((size_t)b * (size_t)T + (size_t)first) * row,
+                                         (size_t)(T - first), err)))
+            return r;
+    }
+    return TLENS_OK;
+}
+
+/* tokens.npy and prompt_index.npy for the sequences just run. */
+static tlens_result tlens__collect_write_ids(tlens_collector *c, int B, tlens_error *err) {
+    tlens_result r;
+    int b, t;
+    for (b = 0; b < B; b++) {
+        size_t n = (size_t)(c->lens[b] - c->skip_first);
+        for (t = 0; t < (int)n; t++) c->row_index[t] = c->index[b];
+        if ((r = tlens_npy_writer_append_i32(c->tokens_w, c->seqs + (size_t)b * (size_t)c->n_ctx + c->skip_first, n, err)) ||
+            (r = tlens_npy_writer_append_i32(c->index_w, c->row_index, n, err)))
+            return r;
+        c->rows += n;
+    }
+    return TLENS_OK;
+}
+
+/* Run the queued sequences left-padded to the longest, then write them. */
+static tlens_result tlens__collect_flush(tlens_collector *c, tlens_error *err) {
+    tlens_run_options ro;
+    tlens_result r;
+    int B = c->queued, T = 0, b, t, p, padding = 0;
+    if (!B) return TLENS_OK;
+    for (b = 0; b < B; b++) T = c->lens[b] > T ? c->lens[b] : T;
+    for (b = 0; b < B; b++) {
+        int pad = T - c->lens[b];
+        const int32_t *seq = c->seqs + (size_t)b * (size_t)c->n_ctx;
+        padding |= pad;
+        for (t = 0; t < T; t++) {
+            c->padded[(size_t)b * (size_t)T + (size_t)t] = t < pad ? 0 : seq[t - pad];
+            c->mask[(size_t)b * (size_t)T + (size_t)t] = t >= pad;
+        }
+    }
+    c->queued = 0; /* run or not, these sequences are done */
+    memset(&ro, 0, sizeof ro);
+    ro.attention_mask = padding ? c->mask : NULL;
+    if ((r = tlens_run_ex(c->ctx, c->padded, B, T, &ro, err))) return r;
+    for (p = 0; p < c->n_points; p++)
+        if ((r = tlens__collect_write(c, p, B, T, err))) return r;
+    return tlens__collect_write_ids(c, B, err);
+}
+
+TLENS_DEF tlens_result tlens_collect_add(tlens_collector *c, const int32_t *tokens, int n, int32_t index,
+                                         tlens_error *err) {
+    int t, V = c->ctx->m->cfg.d_vocab;
+    if (!tokens || n < 1 || n > c->n_ctx)
+        return tlens__fail(err, TLENS_ERR_LENGTH, "collect: sequence %d has %d tokens (1 to n_ctx %d allowed)", (int)index,
+                           n, c->n_ctx);
+    for (t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= V)
+            return tlens__fail(err, TLENS_ERR_TOKEN, "collect: token id %d at position %d of sequence %d is outside the vocabulary (0..%d)",
+                               (int)tokens[t], t, (int)index, V - 1);
+    if (n <= c->skip_first) return TLENS_OK; /* no row to write */
+    memcpy(c->seqs + (size_t)c->queued * (size_t)c->n_ctx, tokens, (size_t)n * sizeof(int32_t));
+    c->lens[c->queued] = n;
+    c->index[c->queued++] = index;
+    return c->queued == c->batch ? tlens__collect_flush(c, err) : TLENS_OK;
+}
+
+TLENS_DEF size_t tlens_collect_rows(const tlens_collector *c) { return c->rows; }
+
+TLENS_DEF int tlens_collect_count(const tlens_collector *c) { return c->n_points; }
+
+TLENS_DEF const char *tlens_collect_name(const tlens_collector *c, int i) {
+    return i >= 0 && i < c->n_points ? c->ctx->points[c->points[i]].name : NULL;
+}
+
+/* Each file's header gets its row count even after a failed run (the
+ * files then hold what was written), but only success says so. */
+TLENS_DEF tlens_result tlens_collect_close(tlens_collector *c, tlens_error *err) {
+    tlens_result r, r2;
+    int p;
+    if (!c) return TLENS_OK;
+    r = tlens__collect_flush(c, err);
+    for (p = 0; p < c->n_points; p++) {
+        r2 = tlens_npy_writer_close(c->acts[p], r ? NULL : err);
+        c->acts[p] = NULL;
+        if (!r) r = r2;
+    }
+    r2 = tlens_npy_writer_close(c->tokens_w, r ? NULL : err);
+    if (!r) r = r2;
+    r2 = tlens_npy_writer_close(c->index_w, r ? NULL : err);
+    if (!r) r = r2;
+    c->tokens_w = c->index_w = NULL;
+    tlens__collect_free(c);
     return r;
 }
 #endif

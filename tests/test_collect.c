@@ -173,9 +173,279 @@ static void test_npy_writer_errors(void) {
     TT_CHECK_INT(tlens_npy_writer_close(NULL, &err), TLENS_OK);
 }
 
+/* ---- the collector ------------------------------------------------------ */
+
+#define TC_MODEL "tests/data/reference/tiny/model"
+#define TC_NSEQ 7
+
+/* Sequences of lengths that force padding in batches of 3 ({5, 9, 1},
+ * {7, 3, 12}, then {2} when closing), with ids spread over the tiny
+ * model's vocabulary of 1000. */
+static const int tc_lens[TC_NSEQ] = {5, 9, 1, 7, 3, 12, 2};
+
+static const int32_t *tc_seq(int s) {
+    static int32_t ids[TC_NSEQ][12];
+    int t;
+    for (t = 0; t < 12; t++) ids[s][t] = (int32_t)((s * 131 + t * 37 + 11) % 1000);
+    return ids[s];
+}
+
+static int32_t tc_index(int s) { return 100 + 3 * s; }
+
+static tlens_model *tc_load_tiny(void) {
+    tlens_model *m = NULL;
+    tlens_error err;
+    if (tlens_load(&m, TC_MODEL, NULL, &err) != TLENS_OK) tt_fail_line(__FILE__, __LINE__, "%s", err.message);
+    return m;
+}
+
+/* Collect every sequence into dir with a new context; the row count. */
+static size_t tc_collect(tlens_model *m, const char *dir, const char *const *patterns, int n, const tlens_collect_options *o) {
+    tlens_ctx *ctx;
+    tlens_collector *c;
+    tlens_error err;
+    size_t rows = 0;
+    int s;
+    TC_MKDIR(dir);
+    if (tlens_ctx_new(&ctx, m, &err) != TLENS_OK) return 0;
+    if (tlens_collect_open(&c, ctx, dir, patterns, n, o, &err) != TLENS_OK) {
+        tt_fail_line(__FILE__, __LINE__, "%s", err.message);
+        tlens_ctx_free(ctx);
+        return 0;
+    }
+    for (s = 0; s < TC_NSEQ; s++)
+        if (tlens_collect_add(c, tc_seq(s), tc_lens[s], tc_index(s), &err) != TLENS_OK)
+            tt_fail_line(__FILE__, __LINE__, "%s", err.message);
+    rows = tlens_collect_rows(c);
+    if (tlens_collect_close(c, &err) != TLENS_OK) tt_fail_line(__FILE__, __LINE__, "%s", err.message);
+    tlens_ctx_free(ctx);
+    return rows;
+}
+
+/* dir/name.npy */
+static int tc_load_npy(const char *dir, const char *name, tlens_tensor *t) {
+    char path[256];
+    tlens_error err;
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    if (tlens_npy_load(path, t, &err) == TLENS_OK) return 1;
+    tt_fail_line(__FILE__, __LINE__, "%s", err.message);
+    return 0;
+}
+
+/* Check dir/name.npy row by row against each sequence run alone with
+ * tlens_run_with_cache (rows from position `skip` on). */
+static void tc_check_point(tlens_ctx *ctx, const char *dir, const char *name, int skip) {
+    tlens_tensor t;
+    tlens_error err;
+    size_t row = 0, per, i;
+    int s, pos, d;
+    if (!tc_load_npy(dir, name, &t)) return;
+    for (s = 0; s < TC_NSEQ; s++) {
+        const tlens_tensor *a;
+        if (tlens_run_with_cache(ctx, tc_seq(s), 1, tc_lens[s], name, &err) != TLENS_OK ||
+            !(a = tlens_cache_get(ctx, name))) {
+            tt_fail_line(__FILE__, __LINE__, "%s: %s", name, err.message);
+            break;
+        }
+        TT_CHECK_INT(t.ndim, a->ndim - 1);
+        for (d = 2; d < a->ndim; d++) TT_CHECK_INT(t.shape[d - 1], a->shape[d]);
+        per = tlens_tensor_numel(a) / (size_t)tc_lens[s];
+        for (pos = skip; pos < tc_lens[s] && row < (size_t)t.shape[0]; pos++, row++)
+            for (i = 0; i < per; i++)
+                TT_CHECK_CLOSE(t.data[row * per + i], a->data[(size_t)pos * per + i], 1e-5, 1e-4);
+    }
+    TT_CHECK_INT(t.shape[0], row);
+    tlens_tensor_free(&t);
+}
+
+/* tokens.npy and prompt_index.npy: each row's id and sequence index. */
+static void tc_check_ids(const char *dir, int skip) {
+    tlens_tensor tok, idx;
+    size_t row = 0;
+    int s, pos;
+    if (!tc_load_npy(dir, "tokens", &tok)) return;
+    if (tc_load_npy(dir, "prompt_index", &idx)) {
+        TT_CHECK_INT(tok.ndim, 1);
+        TT_CHECK_INT(idx.ndim, 1);
+        TT_CHECK_INT(idx.shape[0], tok.shape[0]);
+        for (s = 0; s < TC_NSEQ; s++)
+            for (pos = skip; pos < tc_lens[s] && row < (size_t)tok.shape[0]; pos++, row++) {
+                TT_CHECK_INT(tok.data[row], tc_seq(s)[pos]);
+                TT_CHECK_INT(idx.data[row], tc_index(s));
+            }
+        TT_CHECK_INT(tok.shape[0], row);
+        tlens_tensor_free(&idx);
+    }
+    tlens_tensor_free(&tok);
+}
+
+/* Batches with left padding give every row of every kind of point
+ * ([b,p,D], [b,p,1], [b,p,M], [b,p,h,dh]) as running its sequence alone;
+ * the files come in firing order, each point once. */
+static void test_collect_matches_single_runs(void) {
+    static const char *const pats[6] = {"blocks.1.hook_resid_post", "blocks.0.mlp.hook_post", "blocks.1.attn.hook_z",
+                                        "blocks.0.ln1.hook_scale", "hook_embed", "blocks.1.hook_resid_post"};
+    static const char *const order[5] = {"hook_embed", "blocks.0.ln1.hook_scale", "blocks.0.mlp.hook_post",
+                                         "blocks.1.attn.hook_z", "blocks.1.hook_resid_post"};
+    const char *dir = TC_TMP "tc_collect";
+    tlens_model *m = tc_load_tiny();
+    tlens_collect_options o;
+    tlens_ctx *ctx, *probe;
+    tlens_collector *c;
+    tlens_error err;
+    int i;
+    TT_REQUIRE(m != NULL);
+    tc_tmp_dirs();
+    memset(&o, 0, sizeof o);
+    o.batch = 3;
+    TT_CHECK_INT(tc_collect(m, dir, pats, 6, &o), 5 + 9 + 7 + 3 + 12 + 1 + 2 - 2); /* the last 2 are queued */
+    TT_REQUIRE(tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
+    for (i = 0; i < 5; i++) tc_check_point(ctx, dir, order[i], 0);
+    tc_check_ids(dir, 0);
+    /* the names, in firing order */
+    TT_REQUIRE(tlens_ctx_new(&probe, m, &err) == TLENS_OK);
+    TC_MKDIR(TC_TMP "tc_collect_names");
+    TT_REQUIRE(tlens_collect_open(&c, probe, TC_TMP "tc_collect_names", pats, 6, &o, &err) == TLENS_OK);
+    TT_CHECK_INT(tlens_collect_count(c), 5);
+    for (i = 0; i < 5; i++) TT_CHECK_STR(tlens_collect_name(c, i), order[i]);
+    TT_CHECK(tlens_collect_name(c, 5) == NULL);
+    TT_CHECK_INT(tlens_collect_close(c, &err), TLENS_OK);
+    tlens_ctx_free(probe);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
+/* float16 files hold the float32 files' values rounded to half, bit for
+ * bit, after a header saying '<f2'. */
+static void test_collect_f16_is_rounded_f32(void) {
+    static const char *const pats[2] = {"blocks.0.attn.hook_q", "blocks.1.hook_mlp_out"};
+    tlens_model *m = tc_load_tiny();
+    tlens_collect_options o;
+    int i;
+    TT_REQUIRE(m != NULL);
+    tc_tmp_dirs();
+    memset(&o, 0, sizeof o);
+    o.batch = 4;
+    tc_collect(m, TC_TMP "tc_collect32", pats, 2, &o);
+    o.f16 = 1;
+    tc_collect(m, TC_TMP "tc_collect16", pats, 2, &o);
+    for (i = 0; i < 2; i++) {
+        char path[256];
+        unsigned char *d;
+        size_t size, off, k, n;
+        tlens_tensor f32;
+        if (!tc_load_npy(TC_TMP "tc_collect32", pats[i], &f32)) continue;
+        snprintf(path, sizeof path, TC_TMP "tc_collect16/%s.npy", pats[i]);
+        d = tu_read_file(path, &size);
+        off = tc_check_header(d, size, "<f2", i == 0 ? "(39, 4, 16)" : "(39, 64)");
+        n = tlens_tensor_numel(&f32);
+        TT_CHECK_INT(size, off + 2 * n);
+        for (k = 0; off && k < n && off + 2 * k + 1 < size; k++)
+            TT_CHECK_INT(d[off + 2 * k] | (d[off + 2 * k + 1] << 8), tlens__f32_to_f16(f32.data[k]));
+        free(d);
+        tlens_tensor_free(&f32);
+    }
+    tc_check_ids(TC_TMP "tc_collect16", 0);
+    tlens_free(m);
+}
+
+/* skip_first: no row for each sequence's first token (a sequence of one
+ * token gives none), the others as before. */
+static void test_collect_skip_first(void) {
+    static const char *const pats[1] = {"blocks.0.hook_resid_mid"};
+    tlens_model *m = tc_load_tiny();
+    tlens_collect_options o;
+    tlens_ctx *ctx;
+    tlens_error err;
+    TT_REQUIRE(m != NULL);
+    tc_tmp_dirs();
+    memset(&o, 0, sizeof o);
+    o.batch = 2;
+    o.skip_first = 1;
+    /* the one-token sequence is never queued, so batches of 2 leave none */
+    TT_CHECK_INT(tc_collect(m, TC_TMP "tc_collect_skip", pats, 1, &o), 39 - TC_NSEQ);
+    TT_REQUIRE(tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
+    tc_check_point(ctx, TC_TMP "tc_collect_skip", pats[0], 1);
+    tc_check_ids(TC_TMP "tc_collect_skip", 1);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
+/* Globs pass over the key-axis points and, while they are off, the
+ * optional ones; an optional point named exactly switches them on. */
+static void test_collect_globs_and_optional(void) {
+    static const char *const attn[1] = {"blocks.0.attn.*"};
+    static const char *const result[1] = {"blocks.1.attn.hook_result"};
+    static const char *const expect[4] = {"blocks.0.attn.hook_q", "blocks.0.attn.hook_k", "blocks.0.attn.hook_v",
+                                          "blocks.0.attn.hook_z"};
+    tlens_model *m = tc_load_tiny();
+    tlens_ctx *ctx;
+    tlens_collector *c;
+    tlens_collect_options o;
+    tlens_error err;
+    int i;
+    TT_REQUIRE(m != NULL);
+    tc_tmp_dirs();
+    TC_MKDIR(TC_TMP "tc_collect_opt");
+    TT_REQUIRE(tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
+    TT_REQUIRE(tlens_collect_open(&c, ctx, TC_TMP "tc_collect_opt", attn, 1, NULL, &err) == TLENS_OK);
+    TT_CHECK_INT(tlens_collect_count(c), 4);
+    for (i = 0; i < 4; i++) TT_CHECK_STR(tlens_collect_name(c, i), expect[i]);
+    TT_CHECK_INT(tlens_collect_close(c, &err), TLENS_OK);
+    tlens_ctx_free(ctx);
+    memset(&o, 0, sizeof o);
+    o.batch = 3;
+    tc_collect(m, TC_TMP "tc_collect_opt", result, 1, &o);
+    TT_REQUIRE(tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
+    tlens_set_optional_hooks(ctx, 1);
+    tc_check_point(ctx, TC_TMP "tc_collect_opt", result[0], 0);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
+/* Errors name what is wrong. */
+static void test_collect_errors(void) {
+    static const char *const pattern[1] = {"blocks.0.attn.hook_pattern"};
+    static const char *const nothing[1] = {"blocks.9.*"};
+    static const char *const resid[1] = {"blocks.0.hook_resid_pre"};
+    tlens_model *m = tc_load_tiny();
+    tlens_ctx *ctx;
+    tlens_collector *c;
+    tlens_error err;
+    int32_t ids[129];
+    TT_REQUIRE(m != NULL);
+    tc_tmp_dirs();
+    TC_MKDIR(TC_TMP "tc_collect_err");
+    memset(ids, 0, sizeof ids);
+    TT_REQUIRE(tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
+    TT_CHECK_INT(tlens_collect_open(&c, ctx, TC_TMP "tc_collect_err", pattern, 1, NULL, &err), TLENS_ERR_SHAPE);
+    TT_CHECK(c == NULL && strstr(err.message, "hook_pattern") != NULL);
+    TT_CHECK_INT(tlens_collect_open(&c, ctx, TC_TMP "tc_collect_err", nothing, 1, NULL, &err), TLENS_ERR_NOT_FOUND);
+    TT_CHECK(strstr(err.message, "blocks.9.*") != NULL);
+    TT_CHECK_INT(tlens_collect_open(&c, ctx, TC_TMP "no/such/dir", resid, 1, NULL, &err), TLENS_ERR_IO);
+    TT_CHECK(strstr(err.message, "no/such/dir/blocks.0.hook_resid_pre.npy") != NULL);
+    TT_REQUIRE(tlens_collect_open(&c, ctx, TC_TMP "tc_collect_err", resid, 1, NULL, &err) == TLENS_OK);
+    TT_CHECK_INT(tlens_collect_add(c, ids, 129, 0, &err), TLENS_ERR_LENGTH);
+    TT_CHECK_INT(tlens_collect_add(c, ids, 0, 0, &err), TLENS_ERR_LENGTH);
+    ids[3] = 1000;
+    TT_CHECK_INT(tlens_collect_add(c, ids, 5, 7, &err), TLENS_ERR_TOKEN);
+    TT_CHECK(strstr(err.message, "1000") != NULL);
+    ids[3] = 999;
+    TT_CHECK_INT(tlens_collect_add(c, ids, 128, 7, &err), TLENS_OK);
+    TT_CHECK_INT(tlens_collect_close(c, &err), TLENS_OK);
+    TT_CHECK_INT(tlens_collect_close(NULL, &err), TLENS_OK);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
 void tests_collect(void) {
     TT_RUN(test_npy_writer_f32_rows);
     TT_RUN(test_npy_writer_i32_many_rows);
     TT_RUN(test_npy_writer_f16_rounding);
     TT_RUN(test_npy_writer_errors);
+    TT_RUN(test_collect_matches_single_runs);
+    TT_RUN(test_collect_f16_is_rounded_f32);
+    TT_RUN(test_collect_skip_first);
+    TT_RUN(test_collect_globs_and_optional);
+    TT_RUN(test_collect_errors);
 }
