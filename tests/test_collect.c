@@ -176,21 +176,32 @@ static void test_npy_writer_errors(void) {
 /* ---- the collector ------------------------------------------------------ */
 
 #define TC_MODEL "tests/data/reference/tiny/model"
-#define TC_NSEQ 7
+#define TC_MAXSEQ 8
+#define TC_MAXLEN 32
 
-/* Sequences of lengths that force padding in batches of 3 ({5, 9, 1},
- * {7, 3, 12}, then {2} when closing), with ids spread over the tiny
- * model's vocabulary of 1000. */
-static const int tc_lens[TC_NSEQ] = {5, 9, 1, 7, 3, 12, 2};
+/* Token sequences and the index each one's rows should carry. */
+typedef struct tc_set {
+    int n;
+    int len[TC_MAXSEQ];
+    int32_t index[TC_MAXSEQ];
+    int32_t ids[TC_MAXSEQ][TC_MAXLEN];
+} tc_set;
 
-static const int32_t *tc_seq(int s) {
-    static int32_t ids[TC_NSEQ][12];
-    int t;
-    for (t = 0; t < 12; t++) ids[s][t] = (int32_t)((s * 131 + t * 37 + 11) % 1000);
-    return ids[s];
+/* Seven sequences of lengths that force padding in batches of 3 ({5, 9,
+ * 1}, {7, 3, 12}, then {2} when closing): 39 tokens, with ids spread over
+ * the tiny model's vocabulary of 1000. */
+static const tc_set *tc_seqs(void) {
+    static const int lens[7] = {5, 9, 1, 7, 3, 12, 2};
+    static tc_set set;
+    int s, t;
+    set.n = 7;
+    for (s = 0; s < 7; s++) {
+        set.len[s] = lens[s];
+        set.index[s] = 100 + 3 * s;
+        for (t = 0; t < lens[s]; t++) set.ids[s][t] = (int32_t)((s * 131 + t * 37 + 11) % 1000);
+    }
+    return &set;
 }
-
-static int32_t tc_index(int s) { return 100 + 3 * s; }
 
 static tlens_model *tc_load_tiny(void) {
     tlens_model *m = NULL;
@@ -213,8 +224,8 @@ static size_t tc_collect(tlens_model *m, const char *dir, const char *const *pat
         tlens_ctx_free(ctx);
         return 0;
     }
-    for (s = 0; s < TC_NSEQ; s++)
-        if (tlens_collect_add(c, tc_seq(s), tc_lens[s], tc_index(s), &err) != TLENS_OK)
+    for (s = 0; s < tc_seqs()->n; s++)
+        if (tlens_collect_add(c, tc_seqs()->ids[s], tc_seqs()->len[s], tc_seqs()->index[s], &err) != TLENS_OK)
             tt_fail_line(__FILE__, __LINE__, "%s", err.message);
     rows = tlens_collect_rows(c);
     if (tlens_collect_close(c, &err) != TLENS_OK) tt_fail_line(__FILE__, __LINE__, "%s", err.message);
@@ -232,34 +243,36 @@ static int tc_load_npy(const char *dir, const char *name, tlens_tensor *t) {
     return 0;
 }
 
-/* Check dir/name.npy row by row against each sequence run alone with
- * tlens_run_with_cache (rows from position `skip` on). */
-static void tc_check_point(tlens_ctx *ctx, const char *dir, const char *name, int skip) {
+/* Check dir/name.npy row by row against each sequence of the set run
+ * alone with tlens_run_with_cache (rows from position `skip` on); rtol
+ * 1e-4 leaves room for the different sums of a padded batch only. */
+static void tc_check_point(tlens_ctx *ctx, const char *dir, const char *name, int skip, const tc_set *set,
+                           double rtol) {
     tlens_tensor t;
     tlens_error err;
     size_t row = 0, per, i;
     int s, pos, d;
     if (!tc_load_npy(dir, name, &t)) return;
-    for (s = 0; s < TC_NSEQ; s++) {
+    for (s = 0; s < set->n; s++) {
         const tlens_tensor *a;
-        if (tlens_run_with_cache(ctx, tc_seq(s), 1, tc_lens[s], name, &err) != TLENS_OK ||
+        if (tlens_run_with_cache(ctx, set->ids[s], 1, set->len[s], name, &err) != TLENS_OK ||
             !(a = tlens_cache_get(ctx, name))) {
             tt_fail_line(__FILE__, __LINE__, "%s: %s", name, err.message);
             break;
         }
         TT_CHECK_INT(t.ndim, a->ndim - 1);
         for (d = 2; d < a->ndim; d++) TT_CHECK_INT(t.shape[d - 1], a->shape[d]);
-        per = tlens_tensor_numel(a) / (size_t)tc_lens[s];
-        for (pos = skip; pos < tc_lens[s] && row < (size_t)t.shape[0]; pos++, row++)
+        per = tlens_tensor_numel(a) / (size_t)set->len[s];
+        for (pos = skip; pos < set->len[s] && row < (size_t)t.shape[0]; pos++, row++)
             for (i = 0; i < per; i++)
-                TT_CHECK_CLOSE(t.data[row * per + i], a->data[(size_t)pos * per + i], 1e-5, 1e-4);
+                TT_CHECK_CLOSE(t.data[row * per + i], a->data[(size_t)pos * per + i], 1e-5, rtol);
     }
     TT_CHECK_INT(t.shape[0], row);
     tlens_tensor_free(&t);
 }
 
 /* tokens.npy and prompt_index.npy: each row's id and sequence index. */
-static void tc_check_ids(const char *dir, int skip) {
+static void tc_check_ids(const char *dir, int skip, const tc_set *set) {
     tlens_tensor tok, idx;
     size_t row = 0;
     int s, pos;
@@ -268,10 +281,10 @@ static void tc_check_ids(const char *dir, int skip) {
         TT_CHECK_INT(tok.ndim, 1);
         TT_CHECK_INT(idx.ndim, 1);
         TT_CHECK_INT(idx.shape[0], tok.shape[0]);
-        for (s = 0; s < TC_NSEQ; s++)
-            for (pos = skip; pos < tc_lens[s] && row < (size_t)tok.shape[0]; pos++, row++) {
-                TT_CHECK_INT(tok.data[row], tc_seq(s)[pos]);
-                TT_CHECK_INT(idx.data[row], tc_index(s));
+        for (s = 0; s < set->n; s++)
+            for (pos = skip; pos < set->len[s] && row < (size_t)tok.shape[0]; pos++, row++) {
+                TT_CHECK_INT(tok.data[row], set->ids[s][pos]);
+                TT_CHECK_INT(idx.data[row], set->index[s]);
             }
         TT_CHECK_INT(tok.shape[0], row);
         tlens_tensor_free(&idx);
@@ -300,8 +313,8 @@ static void test_collect_matches_single_runs(void) {
     o.batch = 3;
     TT_CHECK_INT(tc_collect(m, dir, pats, 6, &o), 5 + 9 + 7 + 3 + 12 + 1 + 2 - 2); /* the last 2 are queued */
     TT_REQUIRE(tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
-    for (i = 0; i < 5; i++) tc_check_point(ctx, dir, order[i], 0);
-    tc_check_ids(dir, 0);
+    for (i = 0; i < 5; i++) tc_check_point(ctx, dir, order[i], 0, tc_seqs(), 1e-4);
+    tc_check_ids(dir, 0, tc_seqs());
     /* the names, in firing order */
     TT_REQUIRE(tlens_ctx_new(&probe, m, &err) == TLENS_OK);
     TC_MKDIR(TC_TMP "tc_collect_names");
@@ -345,7 +358,7 @@ static void test_collect_f16_is_rounded_f32(void) {
         free(d);
         tlens_tensor_free(&f32);
     }
-    tc_check_ids(TC_TMP "tc_collect16", 0);
+    tc_check_ids(TC_TMP "tc_collect16", 0, tc_seqs());
     tlens_free(m);
 }
 
@@ -363,10 +376,10 @@ static void test_collect_skip_first(void) {
     o.batch = 2;
     o.skip_first = 1;
     /* the one-token sequence is never queued, so batches of 2 leave none */
-    TT_CHECK_INT(tc_collect(m, TC_TMP "tc_collect_skip", pats, 1, &o), 39 - TC_NSEQ);
+    TT_CHECK_INT(tc_collect(m, TC_TMP "tc_collect_skip", pats, 1, &o), 39 - 7);
     TT_REQUIRE(tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
-    tc_check_point(ctx, TC_TMP "tc_collect_skip", pats[0], 1);
-    tc_check_ids(TC_TMP "tc_collect_skip", 1);
+    tc_check_point(ctx, TC_TMP "tc_collect_skip", pats[0], 1, tc_seqs(), 1e-4);
+    tc_check_ids(TC_TMP "tc_collect_skip", 1, tc_seqs());
     tlens_ctx_free(ctx);
     tlens_free(m);
 }
@@ -398,7 +411,7 @@ static void test_collect_globs_and_optional(void) {
     tc_collect(m, TC_TMP "tc_collect_opt", result, 1, &o);
     TT_REQUIRE(tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
     tlens_set_optional_hooks(ctx, 1);
-    tc_check_point(ctx, TC_TMP "tc_collect_opt", result[0], 0);
+    tc_check_point(ctx, TC_TMP "tc_collect_opt", result[0], 0, tc_seqs(), 1e-4);
     tlens_ctx_free(ctx);
     tlens_free(m);
 }
@@ -438,6 +451,146 @@ static void test_collect_errors(void) {
     tlens_free(m);
 }
 
+/* ---- tlens collect, run as a user runs it (tx_run of test_examples.c) ---- */
+
+#define TC_CLI TC_TMP "tc_cli"
+
+/* A random model with GPT-2's vocabulary, so that GPT-2's tokenizer fits
+ * it, and small otherwise: 2 layers, d_model 32, 4 heads, n_ctx 24. */
+static tlens_model *tc_cli_model(const char *path) {
+    tlens_config c;
+    tlens_model *m = NULL;
+    tlens_error err;
+    memset(&c, 0, sizeof c);
+    c.n_layers = 2;
+    c.d_model = 32;
+    c.n_heads = 4;
+    c.d_mlp = 128;
+    c.d_vocab = 50257;
+    c.n_ctx = 24;
+    c.tied = 1;
+    if (tlens_init_random(&m, &c, NULL, 5, &err) || tlens_save(m, path, &err)) {
+        tt_fail_line(__FILE__, __LINE__, "%s", err.message);
+        tlens_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* The lines joined by '\n' into a file. */
+static int tc_write_lines(const char *path, const char *const *lines, int n) {
+    FILE *f = fopen(path, "wb");
+    int i, ok = f != NULL;
+    for (i = 0; ok && i < n; i++) ok = fputs(lines[i], f) >= 0 && fputc('\n', f) != EOF;
+    return f && fclose(f) == 0 && ok;
+}
+
+/* What the tool should make of prompts: each text tokenized (BOS first
+ * when bos), cut to ctx_len tokens, then to what max_rows leaves (rows
+ * from position skip on); index = line number. texts[i] NULL: an empty
+ * line, passed over. */
+static void tc_expect(tc_set *set, const tlens_tokenizer *tok, const char *const *texts, int n, int bos, int ctx_len,
+                      int skip, int max_rows) {
+    int i, rows = 0;
+    set->n = 0;
+    for (i = 0; i < n && rows < max_rows; i++) {
+        int32_t ids[256];
+        size_t len = 0;
+        tlens_error err;
+        if (!texts[i]) continue;
+        if (tlens_encode(tok, texts[i], strlen(texts[i]), bos, ids, 256, &len, &err) != TLENS_OK)
+            tt_fail_line(__FILE__, __LINE__, "%s", err.message);
+        if ((int)len > ctx_len) len = (size_t)ctx_len;
+        if ((int)len - skip > max_rows - rows) len = (size_t)(max_rows - rows + skip);
+        rows += (int)len - skip;
+        set->len[set->n] = (int)len;
+        set->index[set->n] = i;
+        memcpy(set->ids[set->n++], ids, len * sizeof(int32_t));
+    }
+}
+
+/* Plain text: BOS rows written, an empty line passed over but counted, a
+ * "\r\n" line end, one prompt longer than n_ctx cut; globs; batches of 3. */
+static void test_collect_cli_text(void) {
+    static const char *const lines[5] = {"Hello world, this is a test.", "",
+                                         "One line that is longer than the twenty-four positions of this small model "
+                                         "runs on and on, so that the tool has to cut it.",
+                                         "x\r", "A fourth prompt, with a comma."};
+    static const char *const texts[5] = {"Hello world, this is a test.", NULL,
+                                         "One line that is longer than the twenty-four positions of this small model "
+                                         "runs on and on, so that the tool has to cut it.",
+                                         "x", "A fourth prompt, with a comma."};
+    static const char *const names[3] = {"blocks.0.attn.hook_v", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"};
+    tlens_model *m;
+    tlens_tokenizer *tok = NULL;
+    tlens_ctx *ctx = NULL;
+    tlens_error err;
+    tc_set set;
+    char *out, expect[128];
+    int i, rows = 0;
+    if (!tx_have("tlens")) TT_SKIP("build/tlens is missing (make builds it)");
+    tc_tmp_dirs();
+    TC_MKDIR(TC_CLI);
+    TT_REQUIRE((m = tc_cli_model(TC_CLI "/model.tlens")) != NULL);
+    TT_REQUIRE(tc_write_lines(TC_CLI "/prompts.txt", lines, 5));
+    out = tx_run("tlens", "collect " TC_CLI "/model.tlens --prompts " TC_CLI "/prompts.txt --hook 'blocks.*.hook_resid_post' "
+                 "--hook blocks.0.attn.hook_v -o " TC_CLI "/out --batch 3");
+    if (out && tlens_tokenizer_load(&tok, "tokenizer", NULL, &err) == TLENS_OK && tlens_ctx_new(&ctx, m, &err) == TLENS_OK) {
+        tc_expect(&set, tok, texts, 5, 1, 24, 0, 1 << 30);
+        TT_CHECK_INT(set.n, 4);
+        for (i = 0; i < set.n; i++) rows += set.len[i];
+        snprintf(expect, sizeof expect, "collected %d tokens of 4 prompts, 3 hook points as float32", rows);
+        TT_CHECK(strstr(out, expect) != NULL);
+        TT_CHECK(strstr(out, "; 1 prompt cut to 24 tokens") != NULL);
+        for (i = 0; i < 3; i++) tc_check_point(ctx, TC_CLI "/out", names[i], 0, &set, 1e-4);
+        tc_check_ids(TC_CLI "/out", 0, &set);
+    }
+    free(out);
+    tlens_ctx_free(ctx);
+    tlens_tokenizer_free(tok);
+    tlens_free(m);
+}
+
+/* JSONL (escapes, a blank line, other keys) with --f16, --skip-bos-rows,
+ * --ctx 6 and --max-tokens 9: the second prompt is cut to fit, the third
+ * never read. */
+static void test_collect_cli_jsonl(void) {
+    static const char *const lines[4] = {"{\"text\": \"First \\\"quoted\\\" line\"}", "",
+                                         "{\"id\": 3, \"text\": \"caf\\u00e9 au lait, s'il vous pla\\u00eet\"}",
+                                         "{\"text\": \"last one\"}"};
+    static const char *const texts[4] = {"First \"quoted\" line", NULL, "caf\xc3\xa9 au lait, s'il vous pla\xc3\xaet",
+                                         "last one"};
+    tlens_model *m;
+    tlens_tokenizer *tok = NULL;
+    tlens_ctx *ctx = NULL;
+    tlens_error err;
+    tc_set set;
+    unsigned char *d;
+    size_t size;
+    char *out;
+    if (!tx_have("tlens")) TT_SKIP("build/tlens is missing (make builds it)");
+    tc_tmp_dirs();
+    TC_MKDIR(TC_CLI);
+    TT_REQUIRE((m = tc_cli_model(TC_CLI "/model.tlens")) != NULL);
+    TT_REQUIRE(tc_write_lines(TC_CLI "/prompts.jsonl", lines, 4));
+    out = tx_run("tlens", "collect " TC_CLI "/model.tlens --prompts " TC_CLI "/prompts.jsonl --hook blocks.1.hook_mlp_out "
+                 "-o " TC_CLI "/out16 --f16 --skip-bos-rows --ctx 6 --max-tokens 9");
+    if (out && tlens_tokenizer_load(&tok, "tokenizer", NULL, &err) == TLENS_OK && tlens_ctx_new(&ctx, m, &err) == TLENS_OK) {
+        tc_expect(&set, tok, texts, 4, 1, 6, 1, 9);
+        TT_CHECK_INT(set.n, 2);
+        TT_CHECK(strstr(out, "collected 9 tokens of 2 prompts, 1 hook point as float16") != NULL);
+        d = tu_read_file(TC_CLI "/out16/blocks.1.hook_mlp_out.npy", &size);
+        TT_CHECK(tc_check_header(d, size, "<f2", "(9, 32)") != 0);
+        free(d);
+        tc_check_point(ctx, TC_CLI "/out16", "blocks.1.hook_mlp_out", 1, &set, 1e-3); /* half: 2^-11 */
+        tc_check_ids(TC_CLI "/out16", 1, &set);
+    }
+    free(out);
+    tlens_ctx_free(ctx);
+    tlens_tokenizer_free(tok);
+    tlens_free(m);
+}
+
 void tests_collect(void) {
     TT_RUN(test_npy_writer_f32_rows);
     TT_RUN(test_npy_writer_i32_many_rows);
@@ -448,4 +601,6 @@ void tests_collect(void) {
     TT_RUN(test_collect_skip_first);
     TT_RUN(test_collect_globs_and_optional);
     TT_RUN(test_collect_errors);
+    TT_RUN(test_collect_cli_text);
+    TT_RUN(test_collect_cli_jsonl);
 }
