@@ -532,10 +532,14 @@ TLENS_API tlens_result tlens_npy_writer_close(tlens_npy_writer *w, tlens_error *
  * head, d_model]) for per-head ones. Sequences of different lengths are
  * left-padded with an attention mask (tlens_run_ex); padding is never
  * written. DIR/tokens.npy (int32) holds each row's token id and
- * DIR/prompt_index.npy (int32) the index given with its sequence. Rows come
- * in the order the sequences were added; only one batch is in memory. */
+ * DIR/prompt_index.npy (int32) the index given with its sequence. Only the
+ * queued sequences' tokens and one batch's activations are in memory. */
 typedef struct tlens_collect_options {
     int batch;          /* sequences per run (0: 8)                        */
+    int window;         /* 0 or 1: run the sequences in the order added;
+                           N: hold up to N batches of them and run those
+                           shortest first, in batches of similar lengths
+                           (less padding: rows then come in that order)    */
     int f16;            /* store activations as float16, not float32       */
     int skip_first;     /* write no row for each sequence's first token (its
                            BOS): the model still sees it                   */
@@ -548,15 +552,17 @@ typedef struct tlens_collector tlens_collector;
  * pattern, whose key axis has no row per token, while naming one of them
  * is TLENS_ERR_SHAPE). Naming an optional point (attn.hook_result ...)
  * switches the context's optional points on. The context's cache selection
- * is replaced, and its hooks run as in any run. */
+ * is replaced. Each run goes only as far as the points need (stop_at_layer
+ * after the last block named, else logits of the last position only), so
+ * hooks on later points do not fire. */
 TLENS_API tlens_result tlens_collect_open(tlens_collector **out, tlens_ctx *ctx,
                                           const char *dir,
                                           const char *const *patterns,
                                           int n_patterns,
                                           const tlens_collect_options *opt,
                                           tlens_error *err);
-/* Queue one sequence of n tokens (1 <= n <= n_ctx); a full batch runs and
- * is written out now. */
+/* Queue one sequence of n tokens (1 <= n <= n_ctx); when batch x window
+ * sequences are queued they run and are written out now. */
 TLENS_API tlens_result tlens_collect_add(tlens_collector *c, const int32_t *tokens,
                                          int n, int32_t index, tlens_error *err);
 /* Rows written so far (queued sequences not counted). */
@@ -6529,13 +6535,17 @@ TLENS_DEF tlens_result tlens_npy_writer_close(tlens_npy_writer *w, tlens_error *
 struct tlens_collector {
     tlens_ctx *ctx;
     const tlens_allocator *alloc;
-    int batch, skip_first, n_ctx, n_points, queued;
+    int batch, skip_first, n_ctx, n_points;
+    int cap, queued;            /* sequences held (batch * window), queued  */
+    int stop_at_layer;          /* where the pass can end (run options)     */
     int *points;                /* indices into ctx->points, firing order   */
     tlens_npy_writer **acts;    /* one file per point                       */
     tlens_npy_writer *tokens_w, *index_w;
-    int32_t *seqs;              /* (batch, n_ctx): the queued sequences     */
-    int *lens;                  /* each queued sequence's length            */
-    int32_t *index;             /* and the index it came with               */
+    int32_t *seqs;              /* (cap, n_ctx): the queued sequences       */
+    int *lens;                  /* (cap) each queued sequence's length      */
+    int32_t *index;             /* (cap) and the index it came with         */
+    int *order;                 /* (cap) queue slots in the order they run  */
+    int *count;                 /* (n_ctx + 1) for sorting by length        */
     int32_t *padded, *mask;     /* (batch, n_ctx): one run's input          */
     int32_t *row_index;         /* (n_ctx): one sequence's prompt_index rows */
     size_t rows;
@@ -6606,6 +6616,8 @@ static void tlens__collect_free(tlens_collector *c) {
     tlens__free(c->alloc, c->seqs);
     tlens__free(c->alloc, c->lens);
     tlens__free(c->alloc, c->index);
+    tlens__free(c->alloc, c->order);
+    tlens__free(c->alloc, c->count);
     tlens__free(c->alloc, c->padded);
     tlens__free(c->alloc, c->mask);
     tlens__free(c->alloc, c->row_index);
@@ -6614,32 +6626,52 @@ static void tlens__collect_free(tlens_collector *c) {
 
 /* The collector and its buffers for the points marked in chosen[]. */
 static tlens_result tlens__collect_new(tlens_collector **out, tlens_ctx *ctx, const unsigned char *chosen, int batch,
-                                       tlens_error *err) {
+                                       int window, tlens_error *err) {
     const tlens_allocator *a = ctx->alloc;
-    size_t seq = (size_t)batch * (size_t)ctx->m->cfg.n_ctx * sizeof(int32_t);
-    tlens_collector *c = (tlens_collector *)tlens__calloc(a, sizeof *c);
+    size_t n_ctx = (size_t)ctx->m->cfg.n_ctx, one = (size_t)batch * n_ctx * sizeof(int32_t), cap, all;
+    tlens_collector *c;
     int i;
-    *out = c;
-    if (!c) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for a collector");
+    if (!tlens__mul_ok((size_t)batch, (size_t)(window > 1 ? window : 1), &cap) || cap > 0x7fffffff ||
+        !tlens__mul_ok(cap, n_ctx * sizeof(int32_t), &all))
+        return tlens__fail(err, TLENS_ERR_ARG, "collect: batch %d x window %d sequences are too many", batch, window);
+    if (!(*out = c = (tlens_collector *)tlens__calloc(a, sizeof *c)))
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for a collector");
     c->ctx = ctx;
     c->alloc = a;
     c->batch = batch;
-    c->n_ctx = ctx->m->cfg.n_ctx;
+    c->cap = (int)cap;
+    c->n_ctx = (int)n_ctx;
     for (i = 0; i < ctx->n_points; i++) c->n_points += chosen[i];
     c->points = (int *)tlens__alloc(a, (size_t)c->n_points * sizeof(int));
     c->acts = (tlens_npy_writer **)tlens__calloc(a, (size_t)c->n_points * sizeof(tlens_npy_writer *));
-    c->seqs = (int32_t *)tlens__alloc(a, seq);
-    c->padded = (int32_t *)tlens__alloc(a, seq);
-    c->mask = (int32_t *)tlens__alloc(a, seq);
-    c->lens = (int *)tlens__alloc(a, (size_t)batch * sizeof(int));
-    c->index = (int32_t *)tlens__alloc(a, (size_t)batch * sizeof(int32_t));
-    c->row_index = (int32_t *)tlens__alloc(a, (size_t)c->n_ctx * sizeof(int32_t));
-    if (!c->points || !c->acts || !c->seqs || !c->padded || !c->mask || !c->lens || !c->index || !c->row_index)
-        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for a collector of batch %d", batch);
+    c->seqs = (int32_t *)tlens__alloc(a, all);
+    c->padded = (int32_t *)tlens__alloc(a, one);
+    c->mask = (int32_t *)tlens__alloc(a, one);
+    c->lens = (int *)tlens__alloc(a, cap * sizeof(int));
+    c->index = (int32_t *)tlens__alloc(a, cap * sizeof(int32_t));
+    c->order = (int *)tlens__alloc(a, cap * sizeof(int));
+    c->count = (int *)tlens__alloc(a, (n_ctx + 1) * sizeof(int));
+    c->row_index = (int32_t *)tlens__alloc(a, n_ctx * sizeof(int32_t));
+    if (!c->points || !c->acts || !c->seqs || !c->padded || !c->mask || !c->lens || !c->index || !c->order ||
+        !c->count || !c->row_index)
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for a collector of %zu sequences", cap);
     c->n_points = 0;
     for (i = 0; i < ctx->n_points; i++)
         if (chosen[i]) c->points[c->n_points++] = i;
     return TLENS_OK;
+}
+
+/* The pass need not go past the last block with a collected point (the
+ * logits of GPT-2 small's 50257 words alone are a third of its work):
+ * stop_at_layer after that block, else (a point of the last block or of
+ * ln_final) the whole pass with the logits of the last position only. */
+static void tlens__collect_stop(tlens_collector *c) {
+    int L = c->ctx->m->cfg.n_layers, first_post = TLENS__HP_GLOBAL_PRE + L * TLENS__HP_PER_BLOCK, last = -1, p;
+    for (p = 0; p < c->n_points; p++) {
+        int i = c->points[p], layer = i >= first_post ? L : c->ctx->points[i].layer;
+        if (layer > last) last = layer;
+    }
+    c->stop_at_layer = last + 1 >= L ? 0 : last + 1 == 0 ? -L : last + 1; /* 0 blocks is -L */
 }
 
 /* DIR/<name>.npy */
@@ -6682,15 +6714,16 @@ TLENS_DEF tlens_result tlens_collect_open(tlens_collector **out, tlens_ctx *ctx,
     *out = NULL;
     memset(&defaults, 0, sizeof defaults);
     if (!opt) opt = &defaults;
-    if (!ctx || !dir || !patterns || n_patterns < 1 || opt->batch < 0)
+    if (!ctx || !dir || !patterns || n_patterns < 1 || opt->batch < 0 || opt->window < 0)
         return tlens__fail(err, TLENS_ERR_ARG, "tlens_collect_open: need a context, a directory and hook names");
     if (!(chosen = (unsigned char *)tlens__calloc(ctx->alloc, (size_t)ctx->n_points)))
         return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for the hook points");
     for (i = 0; !r && i < n_patterns; i++) r = tlens__collect_match(ctx, patterns[i], chosen, &optional, err);
-    if (!r) r = tlens__collect_new(out, ctx, chosen, opt->batch ? opt->batch : 8, err);
+    if (!r) r = tlens__collect_new(out, ctx, chosen, opt->batch ? opt->batch : 8, opt->window, err);
     tlens__free(ctx->alloc, chosen);
     if (!r) {
         (*out)->skip_first = opt->skip_first != 0;
+        tlens__collect_stop(*out);
         if (optional && !ctx->optional_hooks) tlens_set_optional_hooks(ctx, 1);
         r = tlens__collect_files(*out, dir, opt->f16, err);
     }
@@ -6701,10 +6734,10 @@ TLENS_DEF tlens_result tlens_collect_open(tlens_collector **out, tlens_ctx *ctx,
     return r;
 }
 
-/* The rows of the sequences just run, point by point: sequence b's real
- * tokens are rows b * T + pad .. b * T + T - 1 of a [B, T, ...] activation,
- * one contiguous block. */
-static tlens_result tlens__collect_write(tlens_collector *c, int p, int B, int T, tlens_error *err) {
+/* The rows of the sequences just run (queue slots `slots`), point by
+ * point: sequence b's real tokens are rows b * T + pad .. b * T + T - 1 of
+ * a [B, T, ...] activation, one contiguous block. */
+static tlens_result tlens__collect_write(tlens_collector *c, int p, const int *slots, int B, int T, tlens_error *err) {
     const tlens__point *pt = &c->ctx->points[c->points[p]];
     tlens_npy_writer *w = c->acts[p];
     size_t row = w->row_numel;
@@ -6713,7 +6746,7 @@ static tlens_result tlens__collect_write(tlens_collector *c, int p, int B, int T
     for (d = 0; ok && d < w->row_ndim; d++) ok = pt->cache.shape[2 + d] == w->row_shape[d];
     if (!ok) return tlens__fail(err, TLENS_ERR_SHAPE, "collect: %s was not cached as [%d, %d, ...]", pt->name, B, T);
     for (b = 0; b < B; b++) {
-        int first = T - c->lens[b] + c->skip_first;
+        int first = T - c->lens[slots[b]] + c->skip_first;
         if ((r = tlens_npy_writer_append(w, pt->cache.data + ((size_t)b * (size_t)T + (size_t)first) * row,
                                          (size_t)(T - first), err)))
             return r;
@@ -6722,13 +6755,14 @@ static tlens_result tlens__collect_write(tlens_collector *c, int p, int B, int T
 }
 
 /* tokens.npy and prompt_index.npy for the sequences just run. */
-static tlens_result tlens__collect_write_ids(tlens_collector *c, int B, tlens_error *err) {
+static tlens_result tlens__collect_write_ids(tlens_collector *c, const int *slots, int B, tlens_error *err) {
     tlens_result r;
     int b, t;
     for (b = 0; b < B; b++) {
-        size_t n = (size_t)(c->lens[b] - c->skip_first);
-        for (t = 0; t < (int)n; t++) c->row_index[t] = c->index[b];
-        if ((r = tlens_npy_writer_append_i32(c->tokens_w, c->seqs + (size_t)b * (size_t)c->n_ctx + c->skip_first, n, err)) ||
+        int s = slots[b];
+        size_t n = (size_t)(c->lens[s] - c->skip_first);
+        for (t = 0; t < (int)n; t++) c->row_index[t] = c->index[s];
+        if ((r = tlens_npy_writer_append_i32(c->tokens_w, c->seqs + (size_t)s * (size_t)c->n_ctx + c->skip_first, n, err)) ||
             (r = tlens_npy_writer_append_i32(c->index_w, c->row_index, n, err)))
             return r;
         c->rows += n;
@@ -6736,29 +6770,53 @@ static tlens_result tlens__collect_write_ids(tlens_collector *c, int B, tlens_er
     return TLENS_OK;
 }
 
-/* Run the queued sequences left-padded to the longest, then write them. */
-static tlens_result tlens__collect_flush(tlens_collector *c, tlens_error *err) {
+/* Run B queued sequences left-padded to the longest, then write them. */
+static tlens_result tlens__collect_run(tlens_collector *c, const int *slots, int B, tlens_error *err) {
     tlens_run_options ro;
     tlens_result r;
-    int B = c->queued, T = 0, b, t, p, padding = 0;
-    if (!B) return TLENS_OK;
-    for (b = 0; b < B; b++) T = c->lens[b] > T ? c->lens[b] : T;
+    int T = 0, b, t, p, padding = 0;
+    for (b = 0; b < B; b++) T = c->lens[slots[b]] > T ? c->lens[slots[b]] : T;
     for (b = 0; b < B; b++) {
-        int pad = T - c->lens[b];
-        const int32_t *seq = c->seqs + (size_t)b * (size_t)c->n_ctx;
+        int pad = T - c->lens[slots[b]];
+        const int32_t *seq = c->seqs + (size_t)slots[b] * (size_t)c->n_ctx;
         padding |= pad;
         for (t = 0; t < T; t++) {
             c->padded[(size_t)b * (size_t)T + (size_t)t] = t < pad ? 0 : seq[t - pad];
             c->mask[(size_t)b * (size_t)T + (size_t)t] = t >= pad;
         }
     }
-    c->queued = 0; /* run or not, these sequences are done */
     memset(&ro, 0, sizeof ro);
     ro.attention_mask = padding ? c->mask : NULL;
+    ro.stop_at_layer = c->stop_at_layer;
+    ro.last_logits_only = 1;
     if ((r = tlens_run_ex(c->ctx, c->padded, B, T, &ro, err))) return r;
     for (p = 0; p < c->n_points; p++)
-        if ((r = tlens__collect_write(c, p, B, T, err))) return r;
-    return tlens__collect_write_ids(c, B, err);
+        if ((r = tlens__collect_write(c, p, slots, B, T, err))) return r;
+    return tlens__collect_write_ids(c, slots, B, err);
+}
+
+/* Run everything queued: in the order added, or (a window of more than one
+ * batch) shortest first, so that each batch holds similar lengths and
+ * little padding. A counting sort by length: stable, and lengths are at
+ * most n_ctx. */
+static tlens_result tlens__collect_flush(tlens_collector *c, tlens_error *err) {
+    int n = c->queued, i, l, sum = 0;
+    tlens_result r;
+    for (i = 0; i < n; i++) c->order[i] = i;
+    if (c->cap > c->batch) {
+        memset(c->count, 0, (size_t)(c->n_ctx + 1) * sizeof(int));
+        for (i = 0; i < n; i++) c->count[c->lens[i]]++;
+        for (l = 0; l <= c->n_ctx; l++) {
+            int k = c->count[l];
+            c->count[l] = sum; /* where length l starts */
+            sum += k;
+        }
+        for (i = 0; i < n; i++) c->order[c->count[c->lens[i]]++] = i;
+    }
+    c->queued = 0; /* run or not, these sequences are done */
+    for (i = 0; i < n; i += c->batch)
+        if ((r = tlens__collect_run(c, c->order + i, n - i < c->batch ? n - i : c->batch, err))) return r;
+    return TLENS_OK;
 }
 
 TLENS_DEF tlens_result tlens_collect_add(tlens_collector *c, const int32_t *tokens, int n, int32_t index,
@@ -6775,7 +6833,7 @@ TLENS_DEF tlens_result tlens_collect_add(tlens_collector *c, const int32_t *toke
     memcpy(c->seqs + (size_t)c->queued * (size_t)c->n_ctx, tokens, (size_t)n * sizeof(int32_t));
     c->lens[c->queued] = n;
     c->index[c->queued++] = index;
-    return c->queued == c->batch ? tlens__collect_flush(c, err) : TLENS_OK;
+    return c->queued == c->cap ? tlens__collect_flush(c, err) : TLENS_OK;
 }
 
 TLENS_DEF size_t tlens_collect_rows(const tlens_collector *c) { return c->rows; }

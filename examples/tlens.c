@@ -63,7 +63,7 @@ static void usage(void) {
             "                 [--top-k K] [--top-p P] [--seed S] [--print-ids]\n"
             "       tlens hooks MODEL [--optional-hooks]\n"
             "       tlens collect MODEL --prompts FILE --hook NAME [--hook NAME]... -o DIR [--batch N] [--f16]\n"
-            "                 [--max-tokens N] [--ctx N] [--no-bos] [--skip-bos-rows] [--optional-hooks]\n"
+            "                 [--max-tokens N] [--ctx N] [--no-bos] [--skip-bos-rows] [--window N] [--optional-hooks]\n"
             "       tlens tokenize [--tokenizer DIR] [--prepend-bos] (TEXT | --file PATH | --jsonl PATH)\n");
 }
 
@@ -487,13 +487,16 @@ static int print_ids_line(const tlens_tokenizer *tok, const char *text, size_t l
 /* ---- tlens collect: activation datasets -----------------------------------
  *   tlens collect MODEL --prompts FILE --hook NAME [--hook NAME]... -o DIR
  *             [--batch N] [--f16] [--max-tokens N] [--ctx N] [--no-bos]
- *             [--skip-bos-rows] [--optional-hooks] [--tokenizer DIR]
+ *             [--skip-bos-rows] [--window N] [--optional-hooks] [--tokenizer DIR]
  * FILE holds one prompt per line, or is JSONL ({"text": ...} on each line)
  * when its name ends in .jsonl or it starts with '{'. Each prompt gets BOS
  * first, as with --prompt (--no-bos: none; --skip-bos-rows: the model sees
  * it but no row is written for it) and is cut to its first --ctx tokens
- * (n_ctx by default). prompt_index is the prompt's 0-based line number;
- * empty lines are passed over but counted. The work is tlens_collect_*. */
+ * (n_ctx by default). Prompts are read --window batches ahead (8) and run
+ * shortest first, in batches of similar length: rows come in that order
+ * (--window 1: the file's). prompt_index is the prompt's 0-based line
+ * number; empty lines are passed over but counted. The work is done by
+ * tlens_collect_*. */
 #if defined(__unix__) || defined(__APPLE__)
 #include <sys/time.h>
 static double wall_seconds(void) {
@@ -527,6 +530,8 @@ typedef struct prompt_reader {
 typedef struct collect_stats {
     double start, last_print;
     long long queued_rows, prompts, truncated;
+    size_t rows;                /* written, when last looked at */
+    long long bytes_done;       /* of the file, when those rows were written */
 } collect_stats;
 
 /* A whole number from 1 to max for option `opt`, else 0 after a message. */
@@ -543,13 +548,13 @@ static long long collect_number(const char *opt, const char *v, long long max) {
 /* One of collect's own options (--f16 here is the files' type, not the
  * weights'): -1 when it is not one, else how many values it took. */
 static int collect_option(collect_args *a, const char *s, const char *v, int *bad) {
-    static const char *const valued[6] = {"--prompts", "--hook", "-o", "--batch", "--ctx", "--max-tokens"};
+    static const char *const valued[7] = {"--prompts", "--hook", "-o", "--batch", "--ctx", "--max-tokens", "--window"};
     int k;
     if (!strcmp(s, "--f16")) a->opt.f16 = 1;
     else if (!strcmp(s, "--skip-bos-rows")) a->opt.skip_first = 1;
     if (!strcmp(s, "--f16") || !strcmp(s, "--skip-bos-rows")) return 0;
-    for (k = 0; k < 6 && strcmp(s, valued[k]); k++) continue;
-    if (k == 6) return -1;
+    for (k = 0; k < 7 && strcmp(s, valued[k]); k++) continue;
+    if (k == 7) return -1;
     if (!v) {
         *bad = die("option %s needs a value", s);
         return 0;
@@ -560,6 +565,7 @@ static int collect_option(collect_args *a, const char *s, const char *v, int *ba
     else if (k == 2) a->dir = v;
     else if (k == 3) *bad = !(a->opt.batch = (int)collect_number(s, v, 1 << 20));
     else if (k == 4) *bad = !(a->ctx_len = (int)collect_number(s, v, 1 << 30));
+    else if (k == 6) *bad = !(a->opt.window = (int)collect_number(s, v, 1 << 20));
     else *bad = !(a->max_tokens = collect_number(s, v, 1ll << 62));
     return 1;
 }
@@ -567,6 +573,7 @@ static int collect_option(collect_args *a, const char *s, const char *v, int *ba
 static int parse_collect(collect_args *a, int argc, char **argv) {
     int i, r, bad = 0;
     memset(a, 0, sizeof *a);
+    a->opt.window = 8;
     for (i = 2; i < argc && !bad; i++) {
         if ((r = collect_option(a, argv[i], i + 1 < argc ? argv[i + 1] : NULL, &bad)) >= 0) {
             i += r;
@@ -649,12 +656,18 @@ static int next_prompt(prompt_reader *p, const char **text, size_t *len, char **
 }
 
 /* "\r12345 tokens, 2345 tokens/s, 40%, 0:01:23 left", a few times a second
- * at most; the fraction done is the file's bytes read (or --max-tokens). */
+ * at most. The fraction done is that of the file's bytes (or of
+ * --max-tokens) whose rows are written: the collector writes everything
+ * queued at once, so when the row count moves all bytes read are done. */
 static void collect_progress(collect_stats *st, const prompt_reader *p, const collect_args *a, size_t rows) {
     double now = wall_seconds(), elapsed = now - st->start, frac = 0;
+    if (rows != st->rows) {
+        st->rows = rows;
+        st->bytes_done = p->bytes;
+    }
     if (now - st->last_print < 0.25) return;
     st->last_print = now;
-    if (p->size > 0) frac = (double)p->bytes / (double)p->size;
+    if (p->size > 0) frac = (double)st->bytes_done / (double)p->size;
     if (a->max_tokens > 0 && (double)rows / (double)a->max_tokens > frac) frac = (double)rows / (double)a->max_tokens;
     fprintf(stderr, "\r%llu tokens, %.0f tokens/s", (unsigned long long)rows, elapsed > 0 ? (double)rows / elapsed : 0.0);
     if (rows > 0 && frac > 0 && frac < 1) {

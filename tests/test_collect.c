@@ -384,6 +384,37 @@ static void test_collect_skip_first(void) {
     tlens_free(m);
 }
 
+/* A window of 3 batches of 2 runs the first six sequences shortest first
+ * ({1, 3}, {5, 7}, {9, 12}), the seventh when closing: rows come in that
+ * order, each as its sequence run alone. */
+static void test_collect_window_sorts_by_length(void) {
+    static const char *const pats[2] = {"blocks.0.attn.hook_k", "blocks.1.hook_resid_pre"};
+    static const int order[7] = {2, 4, 0, 3, 1, 5, 6};
+    tlens_model *m = tc_load_tiny();
+    tlens_collect_options o;
+    tlens_ctx *ctx;
+    tlens_error err;
+    tc_set sorted;
+    int i;
+    TT_REQUIRE(m != NULL);
+    tc_tmp_dirs();
+    sorted = *tc_seqs();
+    for (i = 0; i < 7; i++) {
+        sorted.len[i] = tc_seqs()->len[order[i]];
+        sorted.index[i] = tc_seqs()->index[order[i]];
+        memcpy(sorted.ids[i], tc_seqs()->ids[order[i]], sizeof sorted.ids[i]);
+    }
+    memset(&o, 0, sizeof o);
+    o.batch = 2;
+    o.window = 3;
+    TT_CHECK_INT(tc_collect(m, TC_TMP "tc_collect_window", pats, 2, &o), 39 - 2);
+    TT_REQUIRE(tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
+    for (i = 0; i < 2; i++) tc_check_point(ctx, TC_TMP "tc_collect_window", pats[i], 0, &sorted, 1e-4);
+    tc_check_ids(TC_TMP "tc_collect_window", 0, &sorted);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
 /* Globs pass over the key-axis points and, while they are off, the
  * optional ones; an optional point named exactly switches them on. */
 static void test_collect_globs_and_optional(void) {
@@ -413,6 +444,41 @@ static void test_collect_globs_and_optional(void) {
     tlens_set_optional_hooks(ctx, 1);
     tc_check_point(ctx, TC_TMP "tc_collect_opt", result[0], 0, tc_seqs(), 1e-4);
     tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
+/* The pass ends after the last block a point needs: no logits then, and
+ * only the last position's when the last block is needed; the rows are
+ * those of full runs. */
+static void test_collect_stops_early(void) {
+    static const char *const pos[1] = {"hook_pos_embed"};
+    static const char *const mlp[1] = {"blocks.0.hook_mlp_out"};
+    static const char *const last[1] = {"blocks.1.ln2.hook_normalized"};
+    static const char *const *const sets[3] = {pos, mlp, last};
+    tlens_model *m = tc_load_tiny();
+    tlens_ctx *ctx, *ref;
+    tlens_collector *c;
+    tlens_collect_options o;
+    tlens_error err;
+    int k, s;
+    TT_REQUIRE(m != NULL);
+    tc_tmp_dirs();
+    TC_MKDIR(TC_TMP "tc_collect_stop");
+    memset(&o, 0, sizeof o);
+    o.batch = 3;
+    TT_REQUIRE(tlens_ctx_new(&ref, m, &err) == TLENS_OK);
+    for (k = 0; k < 3; k++) {
+        TT_REQUIRE(tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
+        TT_REQUIRE(tlens_collect_open(&c, ctx, TC_TMP "tc_collect_stop", sets[k], 1, &o, &err) == TLENS_OK);
+        for (s = 0; s < tc_seqs()->n; s++)
+            TT_CHECK_INT(tlens_collect_add(c, tc_seqs()->ids[s], tc_seqs()->len[s], tc_seqs()->index[s], &err), TLENS_OK);
+        TT_CHECK_INT(tlens_collect_close(c, &err), TLENS_OK);
+        if (k < 2) TT_CHECK(tlens_logits(ctx) == NULL);
+        else TT_CHECK(tlens_logits(ctx) != NULL && tlens_logits(ctx)->shape[1] == 1);
+        tc_check_point(ref, TC_TMP "tc_collect_stop", sets[k][0], 0, tc_seqs(), 1e-4);
+        tlens_ctx_free(ctx);
+    }
+    tlens_ctx_free(ref);
     tlens_free(m);
 }
 
@@ -509,8 +575,28 @@ static void tc_expect(tc_set *set, const tlens_tokenizer *tok, const char *const
     }
 }
 
+static void tc_swap(tc_set *set, int a, int b) {
+    int32_t ids[TC_MAXLEN], index = set->index[a];
+    int len = set->len[a];
+    memcpy(ids, set->ids[a], sizeof ids);
+    set->len[a] = set->len[b];
+    set->index[a] = set->index[b];
+    memcpy(set->ids[a], set->ids[b], sizeof ids);
+    set->len[b] = len;
+    set->index[b] = index;
+    memcpy(set->ids[b], ids, sizeof ids);
+}
+
+/* Order a set as the collector's window does: by length, stably. */
+static void tc_sort_by_length(tc_set *set) {
+    int i, j;
+    for (i = 1; i < set->n; i++)
+        for (j = i; j > 0 && set->len[j - 1] > set->len[j]; j--) tc_swap(set, j - 1, j);
+}
+
 /* Plain text: BOS rows written, an empty line passed over but counted, a
- * "\r\n" line end, one prompt longer than n_ctx cut; globs; batches of 3. */
+ * "\r\n" line end, one prompt longer than n_ctx cut; globs; batches of 3
+ * read 8 ahead (the default window), so the rows come shortest first. */
 static void test_collect_cli_text(void) {
     static const char *const lines[5] = {"Hello world, this is a test.", "",
                                          "One line that is longer than the twenty-four positions of this small model "
@@ -538,6 +624,7 @@ static void test_collect_cli_text(void) {
     if (out && tlens_tokenizer_load(&tok, "tokenizer", NULL, &err) == TLENS_OK && tlens_ctx_new(&ctx, m, &err) == TLENS_OK) {
         tc_expect(&set, tok, texts, 5, 1, 24, 0, 1 << 30);
         TT_CHECK_INT(set.n, 4);
+        tc_sort_by_length(&set);
         for (i = 0; i < set.n; i++) rows += set.len[i];
         snprintf(expect, sizeof expect, "collected %d tokens of 4 prompts, 3 hook points as float32", rows);
         TT_CHECK(strstr(out, expect) != NULL);
@@ -552,8 +639,8 @@ static void test_collect_cli_text(void) {
 }
 
 /* JSONL (escapes, a blank line, other keys) with --f16, --skip-bos-rows,
- * --ctx 6 and --max-tokens 9: the second prompt is cut to fit, the third
- * never read. */
+ * --ctx 6, --max-tokens 9 and --window 1 (rows in the file's order): the
+ * second prompt is cut to fit, the third never read. */
 static void test_collect_cli_jsonl(void) {
     static const char *const lines[4] = {"{\"text\": \"First \\\"quoted\\\" line\"}", "",
                                          "{\"id\": 3, \"text\": \"caf\\u00e9 au lait, s'il vous pla\\u00eet\"}",
@@ -574,7 +661,7 @@ static void test_collect_cli_jsonl(void) {
     TT_REQUIRE((m = tc_cli_model(TC_CLI "/model.tlens")) != NULL);
     TT_REQUIRE(tc_write_lines(TC_CLI "/prompts.jsonl", lines, 4));
     out = tx_run("tlens", "collect " TC_CLI "/model.tlens --prompts " TC_CLI "/prompts.jsonl --hook blocks.1.hook_mlp_out "
-                 "-o " TC_CLI "/out16 --f16 --skip-bos-rows --ctx 6 --max-tokens 9");
+                 "-o " TC_CLI "/out16 --f16 --skip-bos-rows --ctx 6 --max-tokens 9 --window 1");
     if (out && tlens_tokenizer_load(&tok, "tokenizer", NULL, &err) == TLENS_OK && tlens_ctx_new(&ctx, m, &err) == TLENS_OK) {
         tc_expect(&set, tok, texts, 4, 1, 6, 1, 9);
         TT_CHECK_INT(set.n, 2);
@@ -599,7 +686,9 @@ void tests_collect(void) {
     TT_RUN(test_collect_matches_single_runs);
     TT_RUN(test_collect_f16_is_rounded_f32);
     TT_RUN(test_collect_skip_first);
+    TT_RUN(test_collect_window_sorts_by_length);
     TT_RUN(test_collect_globs_and_optional);
+    TT_RUN(test_collect_stops_early);
     TT_RUN(test_collect_errors);
     TT_RUN(test_collect_cli_text);
     TT_RUN(test_collect_cli_jsonl);
