@@ -594,18 +594,18 @@ static void tc_sort_by_length(tc_set *set) {
         for (j = i; j > 0 && set->len[j - 1] > set->len[j]; j--) tc_swap(set, j - 1, j);
 }
 
+#define TC_LONG_LINE                                                                \
+    "One line that is longer than the twenty-four positions of this small model " \
+    "runs on and on, so that the tool has to cut it."
+
 /* Plain text: BOS rows written, an empty line passed over but counted, a
  * "\r\n" line end, one prompt longer than n_ctx cut; globs; batches of 3
  * read 8 ahead (the default window), so the rows come shortest first. */
 static void test_collect_cli_text(void) {
-    static const char *const lines[5] = {"Hello world, this is a test.", "",
-                                         "One line that is longer than the twenty-four positions of this small model "
-                                         "runs on and on, so that the tool has to cut it.",
-                                         "x\r", "A fourth prompt, with a comma."};
-    static const char *const texts[5] = {"Hello world, this is a test.", NULL,
-                                         "One line that is longer than the twenty-four positions of this small model "
-                                         "runs on and on, so that the tool has to cut it.",
-                                         "x", "A fourth prompt, with a comma."};
+    static const char *const lines[5] = {"Hello world, this is a test.", "", TC_LONG_LINE, "x\r",
+                                         "A fourth prompt, with a comma."};
+    static const char *const texts[5] = {"Hello world, this is a test.", NULL, TC_LONG_LINE, "x",
+                                         "A fourth prompt, with a comma."};
     static const char *const names[3] = {"blocks.0.attn.hook_v", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"};
     tlens_model *m;
     tlens_tokenizer *tok = NULL;
