@@ -497,11 +497,86 @@ TLENS_API const tlens_tensor *tlens_cache_act(const tlens_ctx *ctx,
 /* Write a tensor as float32 .npy in its shape. */
 TLENS_API tlens_result tlens_npy_save(const char *path, const tlens_tensor *t,
                                       tlens_error *err);
-/* Read a C-order float32/float64/int32/int64 .npy as floats; free the data
+/* Read a C-order float16/32/64 or int32/64 .npy as floats; free the data
  * with tlens_tensor_free. */
 TLENS_API tlens_result tlens_npy_load(const char *path, tlens_tensor *out,
                                       tlens_error *err);
 TLENS_API void tlens_tensor_free(tlens_tensor *t);
+
+/* A .npy file written row by row, for arrays too big to hold in memory.
+ * The file's shape is [rows, row_shape...] (row_ndim 0 to 3); the header
+ * is written first with room for any row count, rows are appended as they
+ * come, and closing writes the final count into it. Little-endian on every
+ * host; tlens_npy_load reads all three types. */
+typedef enum tlens_npy_type {
+    TLENS_NPY_F32 = 0,  /* '<f4'                                          */
+    TLENS_NPY_F16 = 1,  /* '<f2': floats rounded to nearest even, as numpy */
+    TLENS_NPY_I32 = 2   /* '<i4'                                          */
+} tlens_npy_type;
+typedef struct tlens_npy_writer tlens_npy_writer;
+TLENS_API tlens_result tlens_npy_writer_open(tlens_npy_writer **out, const char *path,
+                                             tlens_npy_type type, int row_ndim,
+                                             const int *row_shape, tlens_error *err);
+/* Append n rows (n times the row's element count) to a float32 or float16
+ * file; TLENS_ERR_DTYPE for an int32 one. */
+TLENS_API tlens_result tlens_npy_writer_append(tlens_npy_writer *w, const float *rows,
+                                               size_t n, tlens_error *err);
+/* Append n rows to an int32 file. */
+TLENS_API tlens_result tlens_npy_writer_append_i32(tlens_npy_writer *w,
+                                                   const int32_t *rows, size_t n,
+                                                   tlens_error *err);
+TLENS_API size_t tlens_npy_writer_rows(const tlens_npy_writer *w);
+/* Write the row count into the header, close the file and free the writer
+ * (NULL is fine). After any failed call the file is not complete. */
+TLENS_API tlens_result tlens_npy_writer_close(tlens_npy_writer *w, tlens_error *err);
+
+/* Activation datasets: token sequences run in batches and chosen hook
+ * points' activations streamed to DIR/<hook name>.npy, one row per token:
+ * [rows, d] for [batch, pos, d] points, [rows, head, d_head] (or [rows,
+ * head, d_model]) for per-head ones. Sequences of different lengths are
+ * left-padded with an attention mask (tlens_run_ex); padding is never
+ * written. DIR/tokens.npy (int32) holds each row's token id and
+ * DIR/prompt_index.npy (int32) the index given with its sequence. Only the
+ * queued sequences' tokens and one batch's activations are in memory. */
+typedef struct tlens_collect_options {
+    int batch;          /* sequences per run (0: 8)                        */
+    int window;         /* 0 or 1: run the sequences in the order added;
+                           N: hold up to N batches of them and run those
+                           shortest first, in batches of similar lengths
+                           (less padding: rows then come in that order)    */
+    int f16;            /* store activations as float16, not float32       */
+    int skip_first;     /* write no row for each sequence's first token (its
+                           BOS): the model still sees it                   */
+} tlens_collect_options;
+typedef struct tlens_collector tlens_collector;
+
+/* Collect the points `patterns` name into the existing directory `dir`.
+ * A pattern is a hook name or a glob over the points the context shows
+ * (each point once, in firing order; a glob passes over attn_scores and
+ * pattern, whose key axis has no row per token, while naming one of them
+ * is TLENS_ERR_SHAPE). Naming an optional point (attn.hook_result ...)
+ * switches the context's optional points on. The context's cache selection
+ * is replaced. Each run goes only as far as the points need (stop_at_layer
+ * after the last block named, else logits of the last position only), so
+ * hooks on later points do not fire. */
+TLENS_API tlens_result tlens_collect_open(tlens_collector **out, tlens_ctx *ctx,
+                                          const char *dir,
+                                          const char *const *patterns,
+                                          int n_patterns,
+                                          const tlens_collect_options *opt,
+                                          tlens_error *err);
+/* Queue one sequence of n tokens (1 <= n <= n_ctx); when batch x window
+ * sequences are queued they run and are written out now. */
+TLENS_API tlens_result tlens_collect_add(tlens_collector *c, const int32_t *tokens,
+                                         int n, int32_t index, tlens_error *err);
+/* Rows written so far (queued sequences not counted). */
+TLENS_API size_t tlens_collect_rows(const tlens_collector *c);
+/* The points being collected: count, and names in file order. */
+TLENS_API int tlens_collect_count(const tlens_collector *c);
+TLENS_API const char *tlens_collect_name(const tlens_collector *c, int i);
+/* Run the queued sequences, finish every file and free the collector
+ * (NULL is fine); the files are complete only when this returns TLENS_OK. */
+TLENS_API tlens_result tlens_collect_close(tlens_collector *c, tlens_error *err);
 
 /* ------------------------------------------------------------------------
  * 2.8 The interpretability toolkit
@@ -6550,8 +6625,8 @@ TLENS_DEF tlens_result tlens_npy_save(const char *path, const tlens_tensor *t, t
     return ok ? TLENS_OK : tlens__fail(err, TLENS_ERR_IO, "cannot write %s", path);
 }
 
-/* Read a C-order .npy of float32, float64, int32 or int64 (either byte
- * order) into out->data (allocated; free with tlens_tensor_free). */
+/* Read a C-order .npy of float16, float32, float64, int32 or int64 (either
+ * byte order) into out->data (allocated; free with tlens_tensor_free). */
 TLENS_DEF tlens_result tlens_npy_load(const char *path, tlens_tensor *out, tlens_error *err) {
     char *d;
     size_t size, hlen, n = 1, i, width;
@@ -6587,9 +6662,9 @@ TLENS_DEF tlens_result tlens_npy_load(const char *path, tlens_tensor *out, tlens
     big = descr[10] == '>';
     kind = descr[11];
     width = (size_t)(descr[12] - '0');
-    if (!((kind == 'f' && (width == 4 || width == 8)) || (kind == 'i' && (width == 4 || width == 8)))) {
+    if (!((kind == 'f' && (width == 2 || width == 4 || width == 8)) || (kind == 'i' && (width == 4 || width == 8)))) {
         tlens__free(NULL, d);
-        return tlens__fail(err, TLENS_ERR_DTYPE, "%s: .npy type must be float32/64 or int32/64", path);
+        return tlens__fail(err, TLENS_ERR_DTYPE, "%s: .npy type must be float16/32/64 or int32/64", path);
     }
     for (shape += 10; *shape && *shape != ')'; ) {
         long v = 0;
@@ -6625,6 +6700,7 @@ TLENS_DEF tlens_result tlens_npy_load(const char *path, tlens_tensor *out, tlens
         size_t k;
         for (k = 0; k < width; k++) e[k] = (unsigned char)p[i * width + (big ? width - 1 - k : k)];
         if (kind == 'f' && width == 4) out->data[i] = tlens__f32_from_bits(tlens__le32(e));
+        else if (kind == 'f' && width == 2) out->data[i] = tlens__f16_to_f32(tlens__le16(e));
         else if (kind == 'f') { uint64_t u = tlens__le64(e); double v; memcpy(&v, &u, 8); out->data[i] = (float)v; }
         else if (width == 4) out->data[i] = (float)(int32_t)tlens__le32(e);
         else out->data[i] = (float)(int64_t)tlens__le64(e);
@@ -6636,6 +6712,501 @@ TLENS_DEF tlens_result tlens_npy_load(const char *path, tlens_tensor *out, tlens
 TLENS_DEF void tlens_tensor_free(tlens_tensor *t) {
     tlens__free(NULL, t->data);
     t->data = NULL;
+}
+
+/* ---- the streaming writer ------------------------------------------------ */
+struct tlens_npy_writer {
+    FILE *f;
+    const tlens_allocator *alloc;
+    tlens_npy_type type;
+    int row_ndim;
+    int row_shape[TLENS_MAX_DIMS - 1];
+    size_t row_numel;       /* elements per row                            */
+    size_t rows;            /* rows appended so far                        */
+    size_t header_len;      /* bytes before the data: a multiple of 64     */
+    int failed;             /* a write failed: the file is not complete    */
+    char *path;             /* for messages (stored after the struct)      */
+};
+
+#define TLENS__NPY_HEADER_CAP 256
+
+/* numpy's version 1.0 header for [rows, row_shape...]: magic, version, the
+ * length, then the dict, `spare` spaces, more spaces up to a multiple of 64
+ * bytes and at least min_total, and '\n'. The spare spaces leave room for
+ * a longer row count later, as numpy's own writer does for growing files
+ * (21 digits). Returns the total length, 0 when it does not fit cap. */
+static size_t tlens__npy_header(char *out, size_t cap, const tlens_npy_writer *w, size_t rows, size_t spare,
+                                size_t min_total) {
+    static const char *const descr[3] = {"<f4", "<f2", "<i4"};
+    tlens__buf b;
+    int d;
+    b.p = out; b.cap = cap; b.len = 0;
+    tlens__puts(&b, "\x93NUMPY\x01");
+    tlens__putc(&b, '\0');
+    tlens__puts(&b, "xx{'descr': '");
+    tlens__puts(&b, descr[w->type]);
+    tlens__puts(&b, "', 'fortran_order': False, 'shape': (");
+    tlens__putu(&b, rows);
+    if (w->row_ndim == 0) tlens__putc(&b, ','); /* Python's one-element tuple */
+    for (d = 0; d < w->row_ndim; d++) {
+        tlens__puts(&b, ", ");
+        tlens__puti(&b, w->row_shape[d]);
+    }
+    tlens__puts(&b, "), }");
+    while (spare--) tlens__putc(&b, ' ');
+    while ((b.len + 1) % 64 || b.len + 1 < min_total) tlens__putc(&b, ' ');
+    tlens__putc(&b, '\n');
+    if (b.len > cap || b.len - 10 > 0xffff) return 0;
+    out[8] = (char)((b.len - 10) & 0xffu);
+    out[9] = (char)((b.len - 10) >> 8);
+    return b.len;
+}
+
+/* The writer of the public function, with an allocator (the collector
+ * passes the model's). */
+static tlens_result tlens__npy_writer_open(tlens_npy_writer **out, const char *path, tlens_npy_type type, int row_ndim,
+                                           const int *row_shape, const tlens_allocator *a, tlens_error *err) {
+    char header[TLENS__NPY_HEADER_CAP];
+    size_t len = strlen(path), n = 1;
+    tlens_npy_writer *w;
+    int d;
+    *out = NULL;
+    if ((unsigned)type > (unsigned)TLENS_NPY_I32 || row_ndim < 0 || row_ndim >= TLENS_MAX_DIMS || (row_ndim && !row_shape))
+        return tlens__fail(err, TLENS_ERR_ARG, "%s: a .npy writer needs a known type and 0 to %d row dimensions", path,
+                           TLENS_MAX_DIMS - 1);
+    for (d = 0; d < row_ndim; d++)
+        if (row_shape[d] < 0 || !tlens__mul_ok(n, (size_t)row_shape[d], &n))
+            return tlens__fail(err, TLENS_ERR_SHAPE, "%s: bad row dimension %d", path, row_shape[d]);
+    w = (tlens_npy_writer *)tlens__calloc(a, sizeof *w + len + 1);
+    if (!w) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory opening %s", path);
+    w->path = (char *)(w + 1);
+    memcpy(w->path, path, len + 1);
+    w->alloc = a;
+    w->type = type;
+    w->row_ndim = row_ndim;
+    for (d = 0; d < row_ndim; d++) w->row_shape[d] = row_shape[d];
+    w->row_numel = n;
+    w->header_len = tlens__npy_header(header, sizeof header, w, 0, 21, 0);
+    if (!(w->f = fopen(path, "wb"))) {
+        tlens__free(a, w);
+        return tlens__fail(err, TLENS_ERR_IO, "cannot create %s", path);
+    }
+    if (fwrite(header, 1, w->header_len, w->f) != w->header_len) {
+        fclose(w->f);
+        tlens__free(a, w);
+        return tlens__fail(err, TLENS_ERR_IO, "cannot write %s", path);
+    }
+    *out = w;
+    return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_npy_writer_open(tlens_npy_writer **out, const char *path, tlens_npy_type type,
+                                             int row_ndim, const int *row_shape, tlens_error *err) {
+    return tlens__npy_writer_open(out, path, type, row_ndim, row_shape, NULL, err);
+}
+
+/* Write count elements, from floats or (ints not NULL) int32s, as the file's
+ * little-endian type, through a buffer of whole elements. */
+static tlens_result tlens__npy_put(tlens_npy_writer *w, const float *f, const int32_t *ints, size_t count,
+                                   tlens_error *err) {
+    unsigned char buf[4096];
+    size_t width = w->type == TLENS_NPY_F16 ? 2u : 4u, per = sizeof buf / width, i, k, n;
+    for (i = 0; i < count; i += n) {
+        n = count - i < per ? count - i : per;
+        for (k = 0; k < n; k++) {
+            uint32_t u = ints ? (uint32_t)ints[i + k]
+                              : w->type == TLENS_NPY_F16 ? (uint32_t)tlens__f32_to_f16(f[i + k]) : tlens__bits_from_f32(f[i + k]);
+            unsigned char *e = buf + k * width;
+            e[0] = (unsigned char)(u & 0xffu);
+            e[1] = (unsigned char)((u >> 8) & 0xffu);
+            if (width == 4) {
+                e[2] = (unsigned char)((u >> 16) & 0xffu);
+                e[3] = (unsigned char)(u >> 24);
+            }
+        }
+        if (fwrite(buf, width, n, w->f) != n) {
+            w->failed = 1;
+            return tlens__fail(err, TLENS_ERR_IO, "cannot write %s", w->path);
+        }
+    }
+    return TLENS_OK;
+}
+
+static tlens_result tlens__npy_append(tlens_npy_writer *w, const float *f, const int32_t *ints, size_t n,
+                                      tlens_error *err) {
+    size_t count;
+    tlens_result r;
+    if (w->failed) return tlens__fail(err, TLENS_ERR_IO, "%s: an earlier write failed", w->path);
+    if (!tlens__mul_ok(n, w->row_numel, &count))
+        return tlens__fail(err, TLENS_ERR_ARG, "%s: %zu rows are more than memory holds", w->path, n);
+    if ((r = tlens__npy_put(w, f, ints, count, err))) return r;
+    w->rows += n;
+    return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_npy_writer_append(tlens_npy_writer *w, const float *rows, size_t n, tlens_error *err) {
+    if (w->type == TLENS_NPY_I32)
+        return tlens__fail(err, TLENS_ERR_DTYPE, "%s holds int32: append with tlens_npy_writer_append_i32", w->path);
+    return tlens__npy_append(w, rows, NULL, n, err);
+}
+
+TLENS_DEF tlens_result tlens_npy_writer_append_i32(tlens_npy_writer *w, const int32_t *rows, size_t n,
+                                                   tlens_error *err) {
+    if (w->type != TLENS_NPY_I32)
+        return tlens__fail(err, TLENS_ERR_DTYPE, "%s holds floats: append with tlens_npy_writer_append", w->path);
+    return tlens__npy_append(w, NULL, rows, n, err);
+}
+
+TLENS_DEF size_t tlens_npy_writer_rows(const tlens_npy_writer *w) { return w->rows; }
+
+/* The header is rewritten in place with the final count: the spare spaces
+ * of the first one make it exactly as long, so the data does not move. */
+TLENS_DEF tlens_result tlens_npy_writer_close(tlens_npy_writer *w, tlens_error *err) {
+    char header[TLENS__NPY_HEADER_CAP];
+    int ok;
+    tlens_result r = TLENS_OK;
+    if (!w) return TLENS_OK;
+    ok = !w->failed && tlens__npy_header(header, sizeof header, w, w->rows, 0, w->header_len) == w->header_len;
+    ok = ok && fflush(w->f) == 0 && fseek(w->f, 0, SEEK_SET) == 0 &&
+         fwrite(header, 1, w->header_len, w->f) == w->header_len;
+    ok = fclose(w->f) == 0 && ok;
+    if (!ok) r = tlens__fail(err, TLENS_ERR_IO, "cannot finish %s%s", w->path, w->failed ? " (a write failed)" : "");
+    tlens__free(w->alloc, w);
+    return r;
+}
+
+/* ---- activation datasets ------------------------------------------------- */
+struct tlens_collector {
+    tlens_ctx *ctx;
+    const tlens_allocator *alloc;
+    int batch, skip_first, n_ctx, n_points;
+    int cap, queued;            /* sequences held (batch * window), queued  */
+    int stop_at_layer;          /* where the pass can end (run options)     */
+    int *points;                /* indices into ctx->points, firing order   */
+    tlens_npy_writer **acts;    /* one file per point                       */
+    tlens_npy_writer *tokens_w, *index_w;
+    int32_t *seqs;              /* (cap, n_ctx): the queued sequences       */
+    int *lens;                  /* (cap) each queued sequence's length      */
+    int32_t *index;             /* (cap) and the index it came with         */
+    int *order;                 /* (cap) queue slots in the order they run  */
+    int *count;                 /* (n_ctx + 1) for sorting by length        */
+    int32_t *padded, *mask;     /* (batch, n_ctx): one run's input          */
+    int32_t *row_index;         /* (n_ctx): one sequence's prompt_index rows */
+    size_t rows;
+};
+
+/* One token's row of point i, from the model's shape: its dimensions into
+ * shape, their number returned (0 for hook_tokens), or -1 for
+ * attn_scores / pattern, whose key axis gives no row per token. */
+static int tlens__point_row_shape(const tlens_ctx *ctx, int i, int *shape) {
+    const tlens_config *c = &ctx->m->cfg;
+    int first_post = TLENS__HP_GLOBAL_PRE + c->n_layers * TLENS__HP_PER_BLOCK;
+    shape[0] = c->d_model;
+    if (i == TLENS__HP_TOKENS) return 0;
+    if (i < TLENS__HP_GLOBAL_PRE) return 1;
+    if (i >= first_post) {
+        if (i - first_post == TLENS__HP_LNF_SCALE) shape[0] = 1;
+        return 1;
+    }
+    switch ((i - TLENS__HP_GLOBAL_PRE) % TLENS__HP_PER_BLOCK) {
+    case TLENS__HP_ATTN_SCORES: case TLENS__HP_PATTERN: return -1;
+    case TLENS__HP_LN1_SCALE: case TLENS__HP_LN2_SCALE: shape[0] = 1; return 1;
+    case TLENS__HP_MLP_PRE: case TLENS__HP_MLP_POST: shape[0] = c->d_mlp; return 1;
+    case TLENS__HP_Q: case TLENS__HP_K: case TLENS__HP_V: case TLENS__HP_Z:
+        shape[0] = c->n_heads;
+        shape[1] = c->d_head;
+        return 2;
+    case TLENS__HP_ATTN_IN: case TLENS__HP_Q_INPUT: case TLENS__HP_K_INPUT: case TLENS__HP_V_INPUT:
+    case TLENS__HP_RESULT:
+        shape[0] = c->n_heads;
+        shape[1] = c->d_model;
+        return 2;
+    default: return 1;
+    }
+}
+
+/* Mark the points `pattern` selects in chosen[]: an exact name, else a glob
+ * over the points the context shows that have a row per token. */
+static tlens_result tlens__collect_match(tlens_ctx *ctx, const char *pattern, unsigned char *chosen, int *optional,
+                                         tlens_error *err) {
+    int i, found = 0, shape[TLENS_MAX_DIMS];
+    for (i = 0; i < ctx->n_points; i++)
+        if (!strcmp(ctx->points[i].name, pattern)) {
+            if (tlens__point_row_shape(ctx, i, shape) < 0)
+                return tlens__fail(err, TLENS_ERR_SHAPE, "collect: %s is [batch, head, query, key]: no row per token",
+                                   pattern);
+            chosen[i] = 1;
+            *optional |= ctx->points[i].optional;
+            return TLENS_OK;
+        }
+    for (i = 0; i < ctx->n_points; i++)
+        if ((!ctx->points[i].optional || ctx->optional_hooks) && tlens__glob(pattern, ctx->points[i].name) &&
+            tlens__point_row_shape(ctx, i, shape) >= 0) {
+            chosen[i] = 1;
+            found++;
+        }
+    if (!found) return tlens__fail(err, TLENS_ERR_NOT_FOUND, "collect: no hook point with a row per token matches %s", pattern);
+    return TLENS_OK;
+}
+
+/* Free everything; the files are closed as they are (errors ignored). */
+static void tlens__collect_free(tlens_collector *c) {
+    int p;
+    for (p = 0; c->acts && p < c->n_points; p++) tlens_npy_writer_close(c->acts[p], NULL);
+    tlens_npy_writer_close(c->tokens_w, NULL);
+    tlens_npy_writer_close(c->index_w, NULL);
+    tlens__free(c->alloc, c->points);
+    tlens__free(c->alloc, c->acts);
+    tlens__free(c->alloc, c->seqs);
+    tlens__free(c->alloc, c->lens);
+    tlens__free(c->alloc, c->index);
+    tlens__free(c->alloc, c->order);
+    tlens__free(c->alloc, c->count);
+    tlens__free(c->alloc, c->padded);
+    tlens__free(c->alloc, c->mask);
+    tlens__free(c->alloc, c->row_index);
+    tlens__free(c->alloc, c);
+}
+
+/* The collector and its buffers for the points marked in chosen[]. */
+static tlens_result tlens__collect_new(tlens_collector **out, tlens_ctx *ctx, const unsigned char *chosen, int batch,
+                                       int window, tlens_error *err) {
+    const tlens_allocator *a = ctx->alloc;
+    size_t n_ctx = (size_t)ctx->m->cfg.n_ctx, one = (size_t)batch * n_ctx * sizeof(int32_t), cap, all;
+    tlens_collector *c;
+    int i;
+    if (!tlens__mul_ok((size_t)batch, (size_t)(window > 1 ? window : 1), &cap) || cap > 0x7fffffff ||
+        !tlens__mul_ok(cap, n_ctx * sizeof(int32_t), &all))
+        return tlens__fail(err, TLENS_ERR_ARG, "collect: batch %d x window %d sequences are too many", batch, window);
+    if (!(*out = c = (tlens_collector *)tlens__calloc(a, sizeof *c)))
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for a collector");
+    c->ctx = ctx;
+    c->alloc = a;
+    c->batch = batch;
+    c->cap = (int)cap;
+    c->n_ctx = (int)n_ctx;
+    for (i = 0; i < ctx->n_points; i++) c->n_points += chosen[i];
+    c->points = (int *)tlens__alloc(a, (size_t)c->n_points * sizeof(int));
+    c->acts = (tlens_npy_writer **)tlens__calloc(a, (size_t)c->n_points * sizeof(tlens_npy_writer *));
+    c->seqs = (int32_t *)tlens__alloc(a, all);
+    c->padded = (int32_t *)tlens__alloc(a, one);
+    c->mask = (int32_t *)tlens__alloc(a, one);
+    c->lens = (int *)tlens__alloc(a, cap * sizeof(int));
+    c->index = (int32_t *)tlens__alloc(a, cap * sizeof(int32_t));
+    c->order = (int *)tlens__alloc(a, cap * sizeof(int));
+    c->count = (int *)tlens__alloc(a, (n_ctx + 1) * sizeof(int));
+    c->row_index = (int32_t *)tlens__alloc(a, n_ctx * sizeof(int32_t));
+    if (!c->points || !c->acts || !c->seqs || !c->padded || !c->mask || !c->lens || !c->index || !c->order ||
+        !c->count || !c->row_index)
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for a collector of %zu sequences", cap);
+    c->n_points = 0;
+    for (i = 0; i < ctx->n_points; i++)
+        if (chosen[i]) c->points[c->n_points++] = i;
+    return TLENS_OK;
+}
+
+/* The pass need not go past the last block with a collected point (the
+ * logits of GPT-2 small's 50257 words alone are a third of its work):
+ * stop_at_layer after that block, else (a point of the last block or of
+ * ln_final) the whole pass with the logits of the last position only. */
+static void tlens__collect_stop(tlens_collector *c) {
+    int L = c->ctx->m->cfg.n_layers, first_post = TLENS__HP_GLOBAL_PRE + L * TLENS__HP_PER_BLOCK, last = -1, p;
+    for (p = 0; p < c->n_points; p++) {
+        int i = c->points[p], layer = i >= first_post ? L : c->ctx->points[i].layer;
+        if (layer > last) last = layer;
+    }
+    c->stop_at_layer = last + 1 >= L ? 0 : last + 1 == 0 ? -L : last + 1; /* 0 blocks is -L */
+}
+
+/* DIR/<name>.npy */
+static tlens_result tlens__collect_file(tlens_collector *c, const char *dir, const char *name, tlens_npy_type type,
+                                        int row_ndim, const int *row_shape, tlens_npy_writer **w, tlens_error *err) {
+    size_t cap = strlen(dir) + strlen(name) + 6;
+    char *path = (char *)tlens__alloc(c->alloc, cap);
+    tlens_result r;
+    if (!path) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for a path in %s", dir);
+    tlens__join(path, cap, dir, name);
+    memcpy(path + strlen(path), ".npy", 5);
+    r = tlens__npy_writer_open(w, path, type, row_ndim, row_shape, c->alloc, err);
+    tlens__free(c->alloc, path);
+    return r;
+}
+
+/* Every file, and the cache selection of exactly the collected points. */
+static tlens_result tlens__collect_files(tlens_collector *c, const char *dir, int f16, tlens_error *err) {
+    int p, shape[TLENS_MAX_DIMS];
+    tlens_result r;
+    tlens_cache_clear(c->ctx);
+    for (p = 0; p < c->n_points; p++) {
+        const char *name = c->ctx->points[c->points[p]].name;
+        int nd = tlens__point_row_shape(c->ctx, c->points[p], shape);
+        if ((r = tlens__collect_file(c, dir, name, f16 ? TLENS_NPY_F16 : TLENS_NPY_F32, nd, shape, &c->acts[p], err)))
+            return r;
+        if ((r = tlens__select_push(c->ctx, name, NULL, NULL, err))) return r;
+    }
+    if ((r = tlens__collect_file(c, dir, "tokens", TLENS_NPY_I32, 0, NULL, &c->tokens_w, err))) return r;
+    return tlens__collect_file(c, dir, "prompt_index", TLENS_NPY_I32, 0, NULL, &c->index_w, err);
+}
+
+TLENS_DEF tlens_result tlens_collect_open(tlens_collector **out, tlens_ctx *ctx, const char *dir,
+                                          const char *const *patterns, int n_patterns,
+                                          const tlens_collect_options *opt, tlens_error *err) {
+    tlens_collect_options defaults;
+    unsigned char *chosen;
+    tlens_result r = TLENS_OK;
+    int i, optional = 0;
+    *out = NULL;
+    memset(&defaults, 0, sizeof defaults);
+    if (!opt) opt = &defaults;
+    if (!ctx || !dir || !patterns || n_patterns < 1 || opt->batch < 0 || opt->window < 0)
+        return tlens__fail(err, TLENS_ERR_ARG, "tlens_collect_open: need a context, a directory and hook names");
+    if (!(chosen = (unsigned char *)tlens__calloc(ctx->alloc, (size_t)ctx->n_points)))
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for the hook points");
+    for (i = 0; !r && i < n_patterns; i++) r = tlens__collect_match(ctx, patterns[i], chosen, &optional, err);
+    if (!r) r = tlens__collect_new(out, ctx, chosen, opt->batch ? opt->batch : 8, opt->window, err);
+    tlens__free(ctx->alloc, chosen);
+    if (!r) {
+        (*out)->skip_first = opt->skip_first != 0;
+        tlens__collect_stop(*out);
+        if (optional && !ctx->optional_hooks) tlens_set_optional_hooks(ctx, 1);
+        r = tlens__collect_files(*out, dir, opt->f16, err);
+    }
+    if (r && *out) {
+        tlens__collect_free(*out);
+        *out = NULL;
+    }
+    return r;
+}
+
+/* The rows of the sequences just run (queue slots `slots`), point by
+ * point: sequence b's real tokens are rows b * T + pad .. b * T + T - 1 of
+ * a [B, T, ...] activation, one contiguous block. */
+static tlens_result tlens__collect_write(tlens_collector *c, int p, const int *slots, int B, int T, tlens_error *err) {
+    const tlens__point *pt = &c->ctx->points[c->points[p]];
+    tlens_npy_writer *w = c->acts[p];
+    size_t row = w->row_numel;
+    tlens_result r;
+    int b, d, ok = pt->cached && pt->cache.ndim == 2 + w->row_ndim && pt->cache.shape[0] == B && pt->cache.shape[1] == T;
+    for (d = 0; ok && d < w->row_ndim; d++) ok = pt->cache.shape[2 + d] == w->row_shape[d];
+    if (!ok) return tlens__fail(err, TLENS_ERR_SHAPE, "collect: %s was not cached as [%d, %d, ...]", pt->name, B, T);
+    for (b = 0; b < B; b++) {
+        int first = T - c->lens[slots[b]] + c->skip_first;
+        if ((r = tlens_npy_writer_append(w, pt->cache.data + ((size_t)b * (size_t)T + (size_t)first) * row,
+                                         (size_t)(T - first), err)))
+            return r;
+    }
+    return TLENS_OK;
+}
+
+/* tokens.npy and prompt_index.npy for the sequences just run. */
+static tlens_result tlens__collect_write_ids(tlens_collector *c, const int *slots, int B, tlens_error *err) {
+    tlens_result r;
+    int b, t;
+    for (b = 0; b < B; b++) {
+        int s = slots[b];
+        size_t n = (size_t)(c->lens[s] - c->skip_first);
+        for (t = 0; t < (int)n; t++) c->row_index[t] = c->index[s];
+        if ((r = tlens_npy_writer_append_i32(c->tokens_w, c->seqs + (size_t)s * (size_t)c->n_ctx + c->skip_first, n, err)) ||
+            (r = tlens_npy_writer_append_i32(c->index_w, c->row_index, n, err)))
+            return r;
+        c->rows += n;
+    }
+    return TLENS_OK;
+}
+
+/* Run B queued sequences left-padded to the longest, then write them. */
+static tlens_result tlens__collect_run(tlens_collector *c, const int *slots, int B, tlens_error *err) {
+    tlens_run_options ro;
+    tlens_result r;
+    int T = 0, b, t, p, padding = 0;
+    for (b = 0; b < B; b++) T = c->lens[slots[b]] > T ? c->lens[slots[b]] : T;
+    for (b = 0; b < B; b++) {
+        int pad = T - c->lens[slots[b]];
+        const int32_t *seq = c->seqs + (size_t)slots[b] * (size_t)c->n_ctx;
+        padding |= pad;
+        for (t = 0; t < T; t++) {
+            c->padded[(size_t)b * (size_t)T + (size_t)t] = t < pad ? 0 : seq[t - pad];
+            c->mask[(size_t)b * (size_t)T + (size_t)t] = t >= pad;
+        }
+    }
+    memset(&ro, 0, sizeof ro);
+    ro.attention_mask = padding ? c->mask : NULL;
+    ro.stop_at_layer = c->stop_at_layer;
+    ro.last_logits_only = 1;
+    if ((r = tlens_run_ex(c->ctx, c->padded, B, T, &ro, err))) return r;
+    for (p = 0; p < c->n_points; p++)
+        if ((r = tlens__collect_write(c, p, slots, B, T, err))) return r;
+    return tlens__collect_write_ids(c, slots, B, err);
+}
+
+/* Run everything queued: in the order added, or (a window of more than one
+ * batch) shortest first, so that each batch holds similar lengths and
+ * little padding. A counting sort by length: stable, and lengths are at
+ * most n_ctx. */
+static tlens_result tlens__collect_flush(tlens_collector *c, tlens_error *err) {
+    int n = c->queued, i, l, sum = 0;
+    tlens_result r;
+    for (i = 0; i < n; i++) c->order[i] = i;
+    if (c->cap > c->batch) {
+        memset(c->count, 0, (size_t)(c->n_ctx + 1) * sizeof(int));
+        for (i = 0; i < n; i++) c->count[c->lens[i]]++;
+        for (l = 0; l <= c->n_ctx; l++) {
+            int k = c->count[l];
+            c->count[l] = sum; /* where length l starts */
+            sum += k;
+        }
+        for (i = 0; i < n; i++) c->order[c->count[c->lens[i]]++] = i;
+    }
+    c->queued = 0; /* run or not, these sequences are done */
+    for (i = 0; i < n; i += c->batch)
+        if ((r = tlens__collect_run(c, c->order + i, n - i < c->batch ? n - i : c->batch, err))) return r;
+    return TLENS_OK;
+}
+
+TLENS_DEF tlens_result tlens_collect_add(tlens_collector *c, const int32_t *tokens, int n, int32_t index,
+                                         tlens_error *err) {
+    int t, V = c->ctx->m->cfg.d_vocab;
+    if (!tokens || n < 1 || n > c->n_ctx)
+        return tlens__fail(err, TLENS_ERR_LENGTH, "collect: sequence %d has %d tokens (1 to n_ctx %d allowed)", (int)index,
+                           n, c->n_ctx);
+    for (t = 0; t < n; t++)
+        if (tokens[t] < 0 || tokens[t] >= V)
+            return tlens__fail(err, TLENS_ERR_TOKEN, "collect: token id %d at position %d of sequence %d is outside the vocabulary (0..%d)",
+                               (int)tokens[t], t, (int)index, V - 1);
+    if (n <= c->skip_first) return TLENS_OK; /* no row to write */
+    memcpy(c->seqs + (size_t)c->queued * (size_t)c->n_ctx, tokens, (size_t)n * sizeof(int32_t));
+    c->lens[c->queued] = n;
+    c->index[c->queued++] = index;
+    return c->queued == c->cap ? tlens__collect_flush(c, err) : TLENS_OK;
+}
+
+TLENS_DEF size_t tlens_collect_rows(const tlens_collector *c) { return c->rows; }
+
+TLENS_DEF int tlens_collect_count(const tlens_collector *c) { return c->n_points; }
+
+TLENS_DEF const char *tlens_collect_name(const tlens_collector *c, int i) {
+    return i >= 0 && i < c->n_points ? c->ctx->points[c->points[i]].name : NULL;
+}
+
+/* Each file's header gets its row count even after a failed run (the
+ * files then hold what was written), but only success says so. */
+TLENS_DEF tlens_result tlens_collect_close(tlens_collector *c, tlens_error *err) {
+    tlens_result r, r2;
+    int p;
+    if (!c) return TLENS_OK;
+    r = tlens__collect_flush(c, err);
+    for (p = 0; p < c->n_points; p++) {
+        r2 = tlens_npy_writer_close(c->acts[p], r ? NULL : err);
+        c->acts[p] = NULL;
+        if (!r) r = r2;
+    }
+    r2 = tlens_npy_writer_close(c->tokens_w, r ? NULL : err);
+    if (!r) r = r2;
+    r2 = tlens_npy_writer_close(c->index_w, r ? NULL : err);
+    if (!r) r = r2;
+    c->tokens_w = c->index_w = NULL;
+    tlens__collect_free(c);
+    return r;
 }
 #endif
 

@@ -89,6 +89,8 @@ static void usage(void) {
             "       tlens steer-vector [MODEL] --positive FILE --negative FILE --hook NAME -o VEC.npy\n"
             "                 [--last-token] [--include-bos] [--pca] [--no-bos] [--interventions FILE.json]\n"
             "       tlens hooks [MODEL] [--optional-hooks] [--sae DIR]...\n"
+            "       tlens collect [MODEL] --prompts FILE --hook NAME [--hook NAME]... -o DIR [--batch N] [--f16]\n"
+            "                 [--max-tokens N] [--ctx N] [--no-bos] [--skip-bos-rows] [--window N] [--optional-hooks]\n"
             "       tlens tokenize [--tokenizer DIR] [--prepend-bos] (TEXT | --file PATH | --jsonl PATH)\n");
 }
 
@@ -786,6 +788,291 @@ static int print_ids_line(const tlens_tokenizer *tok, const char *text, size_t l
     return 0;
 }
 
+/* ---- tlens collect: activation datasets -----------------------------------
+ *   tlens collect [MODEL] --prompts FILE --hook NAME [--hook NAME]... -o DIR
+ *             [--batch N] [--f16] [--max-tokens N] [--ctx N] [--no-bos]
+ *             [--skip-bos-rows] [--window N] [--optional-hooks] [--tokenizer DIR]
+ * FILE holds one prompt per line, or is JSONL ({"text": ...} on each line)
+ * when its name ends in .jsonl or it starts with '{'. Each prompt gets BOS
+ * first, as with --prompt (--no-bos: none; --skip-bos-rows: the model sees
+ * it but no row is written for it) and is cut to its first --ctx tokens
+ * (n_ctx by default). Prompts are read --window batches ahead (8) and run
+ * shortest first, in batches of similar length: rows come in that order
+ * (--window 1: the file's). prompt_index is the prompt's 0-based line
+ * number; empty lines are passed over but counted. The work is done by
+ * tlens_collect_*. */
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/time.h>
+static double wall_seconds(void) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (double)tv.tv_sec + (double)tv.tv_usec * 1e-6;
+}
+#else
+#include <time.h>
+static double wall_seconds(void) { return (double)time(NULL); }
+#endif
+
+typedef struct collect_args {
+    cli common;                 /* loading, --tokenizer, --no-bos, --optional-hooks */
+    const char *prompts, *dir, *hooks[MAX_GLOBS];
+    int n_hooks, ctx_len;
+    long long max_tokens;
+    tlens_collect_options opt;
+} collect_args;
+
+typedef struct prompt_reader {
+    FILE *f;
+    const char *path;
+    int jsonl;
+    char *line;
+    size_t cap;
+    long line_no;               /* 0-based number of the line last read */
+    long long bytes, size;      /* read so far; the whole file (0: unknown) */
+} prompt_reader;
+
+typedef struct collect_stats {
+    double start, last_print;
+    long long queued_rows, prompts, truncated;
+    size_t rows;                /* written, when last looked at */
+    long long bytes_done;       /* of the file, when those rows were written */
+} collect_stats;
+
+/* A whole number from 1 to max for option `opt`, else 0 after a message. */
+static long long collect_number(const char *opt, const char *v, long long max) {
+    char *end;
+    long long n = strtoll(v, &end, 10);
+    if (end == v || *end || n < 1 || n > max) {
+        fprintf(stderr, "tlens: %s needs a whole number from 1 to %lld, not %s\n", opt, max, v);
+        return 0;
+    }
+    return n;
+}
+
+/* One of collect's own options (--f16 here is the files' type, not the
+ * weights'): -1 when it is not one, else how many values it took. */
+static int collect_option(collect_args *a, const char *s, const char *v, int *bad) {
+    static const char *const valued[7] = {"--prompts", "--hook", "-o", "--batch", "--ctx", "--max-tokens", "--window"};
+    int k;
+    if (!strcmp(s, "--f16")) a->opt.f16 = 1;
+    else if (!strcmp(s, "--skip-bos-rows")) a->opt.skip_first = 1;
+    if (!strcmp(s, "--f16") || !strcmp(s, "--skip-bos-rows")) return 0;
+    for (k = 0; k < 7 && strcmp(s, valued[k]); k++) continue;
+    if (k == 7) return -1;
+    if (!v) {
+        *bad = die("option %s needs a value", s);
+        return 0;
+    }
+    if (k == 0) a->prompts = v;
+    else if (k == 1 && a->n_hooks == MAX_GLOBS) *bad = die("%s", "too many --hook options");
+    else if (k == 1) a->hooks[a->n_hooks++] = v;
+    else if (k == 2) a->dir = v;
+    else if (k == 3) *bad = !(a->opt.batch = (int)collect_number(s, v, 1 << 20));
+    else if (k == 4) *bad = !(a->ctx_len = (int)collect_number(s, v, 1 << 30));
+    else if (k == 6) *bad = !(a->opt.window = (int)collect_number(s, v, 1 << 20));
+    else *bad = !(a->max_tokens = collect_number(s, v, 1ll << 62));
+    return 1;
+}
+
+static int parse_collect(collect_args *a, int argc, char **argv) {
+    int i, r, bad = 0;
+    memset(a, 0, sizeof *a);
+    a->opt.window = 8;
+    for (i = 2; i < argc && !bad; i++) {
+        if ((r = collect_option(a, argv[i], i + 1 < argc ? argv[i + 1] : NULL, &bad)) >= 0) {
+            i += r;
+            continue;
+        }
+        if ((r = parse_common(&a->common, argc, argv, &i)) < 0) return die("option %s needs a value", argv[i]);
+        if (r > 0) continue;
+        if (argv[i][0] == '-') return die("unknown option %s", argv[i]);
+        if (a->common.model_path) return die("unexpected argument %s", argv[i]);
+        a->common.model_path = argv[i];
+    }
+    if (bad) return 1;
+    if (!a->common.model_path) a->common.model_path = ex_default_model();
+    if (!a->prompts || !a->dir || !a->n_hooks)
+        return die("%s", "collect needs --prompts FILE, at least one --hook NAME and -o DIR");
+    return 0;
+}
+
+static int open_prompts(prompt_reader *p, const char *path) {
+    size_t len = strlen(path);
+    int first;
+    memset(p, 0, sizeof *p);
+    p->path = path;
+    p->line_no = -1;
+    if (!(p->f = fopen(path, "rb"))) return die("cannot open %s", path);
+    if (fseek(p->f, 0, SEEK_END) == 0) p->size = ftell(p->f);
+    if (p->size < 0 || fseek(p->f, 0, SEEK_SET) != 0) p->size = 0;
+    first = getc(p->f);
+    if (first != EOF) ungetc(first, p->f);
+    p->jsonl = first == '{' || (len >= 6 && !strcmp(path + len - 6, ".jsonl"));
+    return 0;
+}
+
+/* The next line, without its line end, into p->line; 0 at the end, -1
+ * when it does not fit in memory. */
+static int read_line(prompt_reader *p, size_t *len) {
+    size_t n = 0;
+    int ch = EOF;
+    while ((ch = getc(p->f)) != EOF) {
+        p->bytes++;
+        if (ch == '\n') break;
+        if (n + 2 > p->cap) {
+            char *bigger = (char *)realloc(p->line, p->cap = p->cap ? p->cap * 2 : 4096);
+            if (!bigger) return -die("%s", "out of memory");
+            p->line = bigger;
+        }
+        p->line[n++] = (char)ch;
+    }
+    if (ch == EOF && n == 0) return 0;
+    if (n && p->line[n - 1] == '\r') n--;
+    if (p->line) p->line[n] = 0;
+    *len = n;
+    p->line_no++;
+    return 1;
+}
+
+/* The next prompt's text: the line, or (JSONL) its "text" in *owned.
+ * 1: a prompt; 0: the end; -1: an error, printed. Empty lines are passed. */
+static int next_prompt(prompt_reader *p, const char **text, size_t *len, char **owned) {
+    int r;
+    *owned = NULL;
+    while ((r = read_line(p, len)) > 0) {
+        if (!*len || (p->jsonl && strspn(p->line, " \t") == *len)) continue;
+        if (!p->jsonl) {
+            *text = p->line;
+            return 1;
+        }
+        if (!(*owned = jsonl_text(p->line, len))) {
+            fprintf(stderr, "tlens: %s:%ld: a line without \"text\"\n", p->path, p->line_no + 1);
+            return -1;
+        }
+        if (*len) {
+            *text = *owned;
+            return 1;
+        }
+        free(*owned);
+        *owned = NULL;
+    }
+    if (r == 0 && ferror(p->f)) r = -die("cannot read %s", p->path);
+    return r;
+}
+
+/* "\r12345 tokens, 2345 tokens/s, 40%, 0:01:23 left", a few times a second
+ * at most. The fraction done is that of the file's bytes (or of
+ * --max-tokens) whose rows are written: the collector writes everything
+ * queued at once, so when the row count moves all bytes read are done. */
+static void collect_progress(collect_stats *st, const prompt_reader *p, const collect_args *a, size_t rows) {
+    double now = wall_seconds(), elapsed = now - st->start, frac = 0;
+    if (rows != st->rows) {
+        st->rows = rows;
+        st->bytes_done = p->bytes;
+    }
+    if (now - st->last_print < 0.25) return;
+    st->last_print = now;
+    if (p->size > 0) frac = (double)st->bytes_done / (double)p->size;
+    if (a->max_tokens > 0 && (double)rows / (double)a->max_tokens > frac) frac = (double)rows / (double)a->max_tokens;
+    fprintf(stderr, "\r%llu tokens, %.0f tokens/s", (unsigned long long)rows, elapsed > 0 ? (double)rows / elapsed : 0.0);
+    if (rows > 0 && frac > 0 && frac < 1) {
+        long left = (long)(elapsed * (1 - frac) / frac + 0.5);
+        fprintf(stderr, ", %.0f%%, %ld:%02ld:%02ld left", frac * 100, left / 3600, left / 60 % 60, left % 60);
+    }
+    fprintf(stderr, "     ");
+    fflush(stderr);
+}
+
+/* Tokenize one prompt, cut it to the context and to what --max-tokens still
+ * allows, and hand it to the collector. */
+static int collect_one(const collect_args *a, const tlens_tokenizer *tok, tlens_collector *col, collect_stats *st,
+                       const char *text, size_t len, long line_no) {
+    int32_t *ids;
+    int n, skip = a->opt.skip_first;
+    tlens_error err;
+    if (encode_text(tok, text, len, !a->common.no_bos, &ids, &n)) return 1;
+    if (n > a->ctx_len) {
+        n = a->ctx_len;
+        st->truncated++;
+    }
+    if (a->max_tokens > 0 && n - skip > a->max_tokens - st->queued_rows) n = (int)(a->max_tokens - st->queued_rows) + skip;
+    if (n > 0 && tlens_collect_add(col, ids, n, (int32_t)line_no, &err) != TLENS_OK) {
+        free(ids);
+        return die("%s", err.message);
+    }
+    st->queued_rows += n > skip ? n - skip : 0;
+    st->prompts++;
+    free(ids);
+    return 0;
+}
+
+static int collect_prompts(const collect_args *a, prompt_reader *p, const tlens_tokenizer *tok, tlens_collector *col,
+                           collect_stats *st) {
+    const char *text;
+    char *owned;
+    size_t len;
+    int r, status = 0;
+    while (!status && (a->max_tokens <= 0 || st->queued_rows < a->max_tokens)) {
+        if ((r = next_prompt(p, &text, &len, &owned)) <= 0) return r < 0;
+        status = collect_one(a, tok, col, st, text, len, p->line_no);
+        free(owned);
+        collect_progress(st, p, a, tlens_collect_rows(col));
+    }
+    return status;
+}
+
+static void collect_summary(const collect_stats *st, const collect_args *a, int n_points) {
+    double elapsed = wall_seconds() - st->start;
+    fprintf(stderr, "\r%79s\rcollected %lld tokens of %lld prompt%s, %d hook point%s as %s, in %s in %.1f s (%.0f tokens/s)",
+            "", st->queued_rows, st->prompts, st->prompts == 1 ? "" : "s", n_points, n_points == 1 ? "" : "s",
+            a->opt.f16 ? "float16" : "float32", a->dir, elapsed, elapsed > 0 ? (double)st->queued_rows / elapsed : 0.0);
+    if (st->truncated)
+        fprintf(stderr, "; %lld prompt%s cut to %d tokens", st->truncated, st->truncated == 1 ? "" : "s", a->ctx_len);
+    fprintf(stderr, "\n");
+}
+
+/* Prompts in, one .npy per hook point out (see above). */
+static int cmd_collect(int argc, char **argv) {
+    collect_args a;
+    prompt_reader p;
+    collect_stats st;
+    tlens_model *model = NULL;
+    tlens_ctx *ctx = NULL;
+    tlens_collector *col = NULL;
+    tlens_tokenizer *owned_tok = NULL;
+    const tlens_tokenizer *tok = NULL;
+    tlens_error err;
+    int status = 0, n_points;
+    if (parse_collect(&a, argc, argv) || open_prompts(&p, a.prompts)) return 1;
+    if (tlens_load(&model, a.common.model_path, &a.common.load, &err) || tlens_ctx_new(&ctx, model, &err))
+        status = die("%s", err.message);
+    if (!status && a.ctx_len > tlens_model_config(model)->n_ctx) {
+        fprintf(stderr, "tlens: --ctx %d is more than the model's n_ctx %d\n", a.ctx_len, tlens_model_config(model)->n_ctx);
+        status = 1;
+    }
+    if (!status && !a.ctx_len) a.ctx_len = tlens_model_config(model)->n_ctx;
+    if (!status && !(tok = get_tokenizer(&a.common, model, &owned_tok))) status = 1;
+    if (!status) {
+        TLENS_CLI_MKDIR(a.dir);
+        tlens_set_optional_hooks(ctx, a.common.optional_hooks);
+        if (tlens_collect_open(&col, ctx, a.dir, a.hooks, a.n_hooks, &a.opt, &err)) status = die("%s", err.message);
+    }
+    if (!status) {
+        n_points = tlens_collect_count(col);
+        memset(&st, 0, sizeof st);
+        st.start = st.last_print = wall_seconds();
+        status = collect_prompts(&a, &p, tok, col, &st);
+        if (tlens_collect_close(col, status ? NULL : &err) && !status) status = die("%s", err.message);
+        if (!status) collect_summary(&st, &a, n_points);
+    }
+    fclose(p.f);
+    free(p.line);
+    tlens_tokenizer_free(owned_tok);
+    tlens_ctx_free(ctx);
+    tlens_free(model);
+    return status;
+}
+
 static int cmd_tokenize(int argc, char **argv) {
     cli c;
     tlens_tokenizer *tok = NULL;
@@ -837,6 +1124,7 @@ int main(int argc, char **argv) {
     if (argc < 2) { usage(); return 1; }
     if (!strcmp(argv[1], "run")) return cmd_run(argc, argv);
     if (!strcmp(argv[1], "hooks")) return cmd_hooks(argc, argv);
+    if (!strcmp(argv[1], "collect")) return cmd_collect(argc, argv);
     if (!strcmp(argv[1], "generate")) return cmd_generate(argc, argv);
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc, argv);
     if (!strcmp(argv[1], "steer-vector")) return cmd_steer_vector(argc, argv);

@@ -18,6 +18,7 @@
 #include "test_threads.c"
 #include "test_steer.c"
 #include "test_sae.c"
+#include "test_collect.c"
 
 int main(int argc, char **argv) {
     if (argc > 1) tt.filter = argv[1];
@@ -33,5 +34,6 @@ int main(int argc, char **argv) {
     tests_threads();
     tests_steer();
     tests_sae();
+    tests_collect();
     return tt_finish();
 }
