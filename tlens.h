@@ -4566,11 +4566,13 @@ static int tlens__in_file(uint64_t off, uint64_t n, size_t size) {
 }
 
 /* Check the table against the expected one and return each tensor's
- * offset in offs[]. */
+ * offset in offs[]. Tensors follow the header in table order without
+ * overlapping: a file whose tensors share bytes would claim more data than
+ * it holds, and the copy of a misaligned file would add those sizes up. */
 static tlens_result tlens__tlens_table(const unsigned char *d, size_t size, const tlens__param *t, int n,
                                        tlens_dtype dt, uint64_t *offs, tlens_error *err) {
     const unsigned char *h = d;
-    uint64_t table = tlens__le64(h + 72);
+    uint64_t table = tlens__le64(h + 72), end = TLENS__HEADER_SIZE;
     int i;
     if (tlens__le32(h + 68) != (uint32_t)n)
         return tlens__fail(err, TLENS_ERR_FORMAT, ".tlens: %u tensors, expected %d for this configuration",
@@ -4587,7 +4589,12 @@ static tlens_result tlens__tlens_table(const unsigned char *d, size_t size, cons
             return tlens__fail(err, TLENS_ERR_SHAPE, ".tlens: tensor %s has the wrong kind or shape", t[i].name);
         if ((off & 63u) || !tlens__in_file(off, bytes, size))
             return tlens__fail(err, TLENS_ERR_FORMAT, ".tlens: tensor %s lies outside the file or is misaligned", t[i].name);
+        if (off < end)
+            return tlens__fail(err, TLENS_ERR_FORMAT,
+                               ".tlens: tensor %s at offset %llu overlaps the header or the tensor before it "
+                               "(offsets must increase)", t[i].name, (unsigned long long)off);
         offs[i] = off;
+        end = off + bytes; /* no overflow: inside the file */
     }
     return TLENS_OK;
 }

@@ -11,7 +11,9 @@
  * and config.json readers) and tlens_test.h; writes its files into
  * build/test-tmp/. Everything is prefixed rg_. */
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define RG_TMP "build/test-tmp/"
@@ -152,6 +154,94 @@ static void test_regression_json_backslash_nul(void) {
     TT_CHECK_INT(tlens__config_parse(&c, text, sizeof text - 1, "config.json", NULL, &err), TLENS_ERR_FORMAT);
 }
 
+/* ---- sizes from files, overflow-checked on 32-bit hosts too ---- */
+
+/* A tiny model with random weights (freed by the caller). */
+static tlens_model *rg_tiny_model(int d_model, int d_mlp) {
+    tlens_config c;
+    tlens_model *m = NULL;
+    tlens_error err;
+    memset(&c, 0, sizeof c);
+    c.n_layers = 1; c.d_model = d_model; c.n_heads = 2; c.d_mlp = d_mlp; c.d_vocab = 16; c.n_ctx = 8;
+    if (tlens_init_random(&m, &c, NULL, 3, &err)) tt_fail_line(__FILE__, __LINE__, "init_random: %s", err.message);
+    return m;
+}
+
+/* Offset of tensor i in a .tlens image, as the table stores it. */
+static unsigned char *rg_tensor_row(unsigned char *image, int i) {
+    return image + (size_t)tlens__le64(image + 72) + (size_t)i * 64u;
+}
+
+/* Load the image (64-byte aligned) and expect `want`; on an error the
+ * message must name tensor `name` (NULL: no name to check) and `word`. */
+static void rg_tlens_expect(const unsigned char *image, size_t size, tlens_result want, const char *name,
+                            const char *word, int line) {
+    static int sentinel;
+    tlens_model *m = (tlens_model *)(void *)&sentinel; /* a failed load must set it to NULL */
+    tlens_error err;
+    tlens_result r;
+    memset(&err, 0, sizeof err);
+    r = tlens_load_memory(&m, image, size, NULL, &err);
+    if (r != want || (r && (m != NULL || err.code != r || (name && !strstr(err.message, name)) ||
+                            (word && !strstr(err.message, word)))))
+        tt_fail_line(__FILE__, line, "result %d (\"%s\"), expected %d naming %s, %s", (int)r, err.message, (int)want,
+                     name ? name : "-", word ? word : "-");
+    if (!r) tlens_free(m);
+}
+
+/* tlens__tlens_table checked each tensor's bounds and alignment only, so
+ * tensors could share bytes: a misaligned file whose tensors all sit on one
+ * block claims (and copies) far more data than it holds (fuzz/overflow32.c
+ * "wire"). Tensors must follow the header in table order without overlap. */
+static void test_regression_tlens_overlapping_offsets(void) {
+    char path[256];
+    unsigned char *block, *image, *saved;
+    size_t size = 0;
+    uint64_t off0, off1, off2;
+    FILE *f;
+    tlens_error err;
+    tlens_model *m = rg_tiny_model(8, 32);
+    TT_REQUIRE(m != NULL);
+    snprintf(path, sizeof path, RG_TMP "regression-overlap.tlens");
+    TT_REQUIRE(tlens_save(m, path, &err) == TLENS_OK);
+    tlens_free(m);
+    f = fopen(path, "rb");
+    TT_REQUIRE(f != NULL);
+    block = (unsigned char *)malloc(2u << 20);
+    saved = (unsigned char *)malloc(1u << 20);
+    if (block && saved) size = fread(saved, 1, 1u << 20, f);
+    fclose(f);
+    TT_REQUIRE(block && saved && size > 256 && size < (1u << 20));
+    image = block + ((64u - ((uintptr_t)block & 63u)) & 63u);
+    memcpy(image, saved, size);
+    rg_tlens_expect(image, size, TLENS_OK, NULL, NULL, __LINE__); /* as written, it loads */
+    off0 = tlens__le64(rg_tensor_row(image, 0) + 56);
+    off1 = tlens__le64(rg_tensor_row(image, 1) + 56);
+    off2 = tlens__le64(rg_tensor_row(image, 2) + 56);
+    TT_CHECK(off0 >= 256 && off0 < off1 && off1 < off2);
+    /* tensor 1 on tensor 0's bytes */
+    tlens__put64(rg_tensor_row(image, 1) + 56, off0);
+    rg_tlens_expect(image, size, TLENS_ERR_FORMAT, (const char *)rg_tensor_row(image, 1), "overlaps", __LINE__);
+    /* tensors 1 and 2 swapped: offsets decrease */
+    memcpy(image, saved, size);
+    tlens__put64(rg_tensor_row(image, 1) + 56, off2);
+    tlens__put64(rg_tensor_row(image, 2) + 56, off1);
+    rg_tlens_expect(image, size, TLENS_ERR_FORMAT, (const char *)rg_tensor_row(image, 2), "overlaps", __LINE__);
+    /* tensor 0 inside the header */
+    memcpy(image, saved, size);
+    tlens__put64(rg_tensor_row(image, 0) + 56, 64);
+    rg_tlens_expect(image, size, TLENS_ERR_FORMAT, (const char *)rg_tensor_row(image, 0), "overlaps", __LINE__);
+    /* every tensor on one block, as the overflow32 file has them */
+    memcpy(image, saved, size);
+    {
+        int i, n = (int)tlens__le32(image + 68);
+        for (i = 0; i < n; i++) tlens__put64(rg_tensor_row(image, i) + 56, off0);
+    }
+    rg_tlens_expect(image, size, TLENS_ERR_FORMAT, (const char *)rg_tensor_row(saved, 1), "overlaps", __LINE__);
+    free(block);
+    free(saved);
+}
+
 void tests_regressions(void);
 void tests_regressions(void) {
     TT_RUN(test_regression_npy_v2_short_header);
@@ -160,4 +250,5 @@ void tests_regressions(void) {
     TT_RUN(test_regression_config_4x_n_embd);
     TT_RUN(test_regression_npy_huge_dimension);
     TT_RUN(test_regression_json_backslash_nul);
+    TT_RUN(test_regression_tlens_overlapping_offsets);
 }
