@@ -3139,7 +3139,9 @@ static size_t tlens__mat_index(int K, int k, int n) {
            (size_t)(n % TLENS__PANEL);
 }
 
-static size_t tlens__mat_bytes(int K, int N, tlens_dtype dt) {
+/* A packed matrix's bytes without the 64-byte padding: only tlens_save
+ * needs them (the parameter buffer uses tlens__param_bytes). */
+TLENS__NOSTDIO_UNUSED static size_t tlens__mat_bytes(int K, int N, tlens_dtype dt) {
     return (size_t)tlens__mat_panels(N) * TLENS__PANEL * (size_t)K * tlens__dtype_size(dt);
 }
 
@@ -3754,19 +3756,48 @@ static int tlens__param_table(tlens_model *m, tlens__param *t) {
 }
 
 /* Bytes a table row takes in the parameter buffer, rounded up to 64 so
- * every tensor starts on a cache line (and on any SIMD alignment). */
+ * every tensor starts on a cache line (and on any SIMD alignment). A size
+ * that overflows saturates, so that any sum of it overflows too (and is
+ * refused) instead of wrapping to a small buffer. */
 static size_t tlens__param_bytes(const tlens__param *p, tlens_dtype dt) {
-    size_t n = (size_t)p->rows * (size_t)p->cols;
-    if (p->kind == TLENS__PACKED) n = tlens__mat_bytes(p->rows, p->cols, dt);
-    else n *= p->kind == TLENS__VEC ? 4u : tlens__dtype_size(dt);
-    return (n + 63u) & ~(size_t)63u;
+    size_t width = p->kind == TLENS__VEC ? 4u : tlens__dtype_size(dt), n;
+    size_t cols = p->kind == TLENS__PACKED ? (size_t)tlens__mat_panels(p->cols) * TLENS__PANEL : (size_t)p->cols;
+    if (!tlens__mul_ok((size_t)p->rows, cols, &n) || !tlens__mul_ok(n, width, &n) || !tlens__add_ok(n, 63u, &n))
+        return (size_t)-1 & ~(size_t)63u;
+    return n & ~(size_t)63u;
+}
+
+/* The parameter buffer for table t: the tensors' padded bytes plus 64 to
+ * align its start; 0 when the sum overflows size_t. */
+static size_t tlens__params_size(const tlens__param *t, int n, tlens_dtype dt) {
+    size_t total = 64;
+    int i;
+    for (i = 0; i < n; i++)
+        if (!tlens__add_ok(total, tlens__param_bytes(&t[i], dt), &total)) return 0;
+    return total;
+}
+
+/* An upper bound, in floats, of the parameter buffer (every tensor of the
+ * unfolded table in float32, matrices padded to whole 32-column panels and
+ * each tensor to 16 floats) and of the float32 state of 3.7. The padding
+ * counts: a d_model of 1 stores every W_out column as a 32-wide panel.
+ * 0 when it overflows size_t. */
+static int tlens__param_floats(const tlens_config *c, size_t *out) {
+    size_t D = ((size_t)c->d_model + 31u) & ~(size_t)31u, M = ((size_t)c->d_mlp + 31u) & ~(size_t)31u;
+    size_t V = ((size_t)c->d_vocab + 31u) & ~(size_t)31u, P = (size_t)c->n_ctx, layers, embed;
+    /* per layer: W_QKV, W_O, W_in, W_out, vectors of <= 9 D + M floats, 12 paddings */
+    return tlens__mul_ok(D, 4u * D + 2u * M + 16u, &layers) && tlens__add_ok(layers, M + 12u * 16u, &layers) &&
+           tlens__mul_ok(layers, (size_t)c->n_layers, &layers) &&
+           /* W_E, W_U, W_pos and ln_final (<= (2 V + P + 2) D), b_U, 6 paddings */
+           tlens__mul_ok(2u * V + P + 2u, D, &embed) && tlens__add_ok(embed, V + 6u * 16u, &embed) &&
+           tlens__add_ok(layers, embed, out);
 }
 
 /* Validate a configuration: every size positive, d_model divisible by
  * n_heads, and the whole parameter count representable. Bounds are far
  * above gpt2-xl (48 layers, 1600 wide) but stop absurd headers early. */
 static tlens_result tlens__config_check(const tlens_config *c, const char *what, tlens_error *err) {
-    size_t per_layer, total, t;
+    size_t total, bytes;
     if (c->n_layers < 1 || c->n_layers > 4096)
         return tlens__fail(err, TLENS_ERR_CONFIG, "%s: n_layer %d is out of range (1..4096)", what, c->n_layers);
     if (c->d_model < 1 || c->d_model > 65536)
@@ -3781,11 +3812,8 @@ static tlens_result tlens__config_check(const tlens_config *c, const char *what,
         return tlens__fail(err, TLENS_ERR_CONFIG, "%s: n_positions %d is out of range", what, c->n_ctx);
     if (!(c->eps > 0 && c->eps < 1))
         return tlens__fail(err, TLENS_ERR_CONFIG, "%s: layer_norm_epsilon %g is out of range", what, (double)c->eps);
-    /* all in floats: 4*D*D + 2*D*M + ... per layer, plus V*D twice */
-    if (!tlens__mul_ok((size_t)c->d_model, (size_t)(4 * c->d_model + 2 * c->d_mlp + 16), &per_layer) ||
-        !tlens__mul_ok(per_layer, (size_t)c->n_layers, &total) ||
-        !tlens__mul_ok((size_t)c->d_vocab + (size_t)c->n_ctx, (size_t)c->d_model * 2u + 2u, &t) ||
-        !tlens__add_ok(total, t, &total) || !tlens__mul_ok(total, 8, &t))
+    /* in bytes, twice: loading holds the float32 state and the buffer at once */
+    if (!tlens__param_floats(c, &total) || !tlens__mul_ok(total, 8, &bytes))
         return tlens__fail(err, TLENS_ERR_CONFIG, "%s: the model's size overflows this machine's address space", what);
     return TLENS_OK;
 }
@@ -4225,16 +4253,17 @@ static void tlens__wire_params(tlens_model *m, tlens__param *t, int n, unsigned 
 static tlens_result tlens__model_from_state(tlens_model *m, const tlens__state *s, tlens_error *err) {
     tlens__param *t = tlens__table_alloc(m, err);
     int n, i;
-    size_t total = 0;
+    size_t total;
     unsigned char *base;
     if (!t) return TLENS_ERR_NOMEM;
     if (!m->processing && m->cfg.tied) m->W_E = NULL; /* read from W_U's columns */
     else m->W_E = s->W_E; /* anything non-NULL: the table includes it */
     n = tlens__param_table(m, t);
-    for (i = 0; i < n; i++) total += tlens__param_bytes(&t[i], m->wdtype);
-    base = (unsigned char *)tlens__alloc(&m->alloc, total + 64);
+    total = tlens__params_size(t, n, m->wdtype);
+    base = total ? (unsigned char *)tlens__alloc(&m->alloc, total) : NULL;
     if (!base) {
         tlens__free(&m->alloc, t);
+        if (!total) return tlens__fail(err, TLENS_ERR_NOMEM, "the parameters' size overflows this machine's address space");
         return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for %zu MB of parameters", total / 1000000);
     }
     m->params = base;
@@ -4619,11 +4648,12 @@ static size_t tlens__param_width(const tlens__param *p, tlens_dtype dt) {
 static tlens_result tlens__tlens_wire(tlens_model *m, const unsigned char *d, const tlens__param *t, int n,
                                       const uint64_t *offs, tlens_error *err) {
     int i, in_place = tlens__host_is_little_endian() && ((uintptr_t)d & 63u) == 0;
-    size_t total = 0, off = 0;
+    size_t total, off = 0;
     unsigned char *base = NULL;
     if (!in_place) {
-        for (i = 0; i < n; i++) total += tlens__param_bytes(&t[i], m->wdtype);
-        m->params = tlens__alloc(&m->alloc, total + 64);
+        if (!(total = tlens__params_size(t, n, m->wdtype)))
+            return tlens__fail(err, TLENS_ERR_NOMEM, ".tlens: the parameters' size overflows this machine's address space");
+        m->params = tlens__alloc(&m->alloc, total);
         if (!m->params) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for %zu MB of parameters", total / 1000000);
         base = (unsigned char *)m->params + ((64u - ((uintptr_t)m->params & 63u)) & 63u);
     }

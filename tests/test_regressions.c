@@ -242,6 +242,67 @@ static void test_regression_tlens_overlapping_offsets(void) {
     free(saved);
 }
 
+/* The parameter buffer's bytes for table row p, computed here from the
+ * format's description (3.6, 3.8): float32, matrices stored in panels of
+ * 32 columns, every tensor padded to 64 bytes. */
+static uint64_t rg_param_bytes(const tlens__param *p) {
+    uint64_t cols = p->kind == TLENS__PACKED ? ((uint64_t)p->cols + 31u) / 32u * 32u : (uint64_t)p->cols;
+    return ((uint64_t)p->rows * cols * 4u + 63u) / 64u * 64u;
+}
+
+/* The size check of a configuration left out the padding of the parameter
+ * buffer (whole panels, 64-byte tensors): with d_model 1, W_out takes 32
+ * times its floats, and a 32-bit host accepted 255 layers of d_mlp 2^20
+ * (36 GB once padded), whose buffer size then wrapped. The bound must cover
+ * the padded buffer of every table; the buffer size must be exact. */
+static void test_regression_config_counts_padding(void) {
+    static const int shapes[][5] = {/* n_layers, d_model, n_heads, d_mlp, d_vocab */
+                                    {3, 1, 1, 4096, 1}, {2, 8, 2, 32, 16}, {1, 33, 3, 65, 50}, {2, 1, 1, 1, 1000}};
+    tlens_config c;
+    tlens_error err;
+    tlens__param huge[3];
+    size_t floats;
+    int k, processing;
+    for (k = 0; k < (int)(sizeof shapes / sizeof shapes[0]); k++)
+        for (processing = 0; processing <= 15; processing += 15) {
+            tlens_model fake;
+            tlens__param *t = (tlens__param *)malloc((size_t)(shapes[k][0] * 16 + 8) * sizeof *t);
+            uint64_t sum = 0;
+            int n, i;
+            memset(&fake, 0, sizeof fake);
+            fake.cfg.n_layers = shapes[k][0]; fake.cfg.d_model = shapes[k][1]; fake.cfg.n_heads = shapes[k][2];
+            fake.cfg.d_mlp = shapes[k][3]; fake.cfg.d_vocab = shapes[k][4]; fake.cfg.n_ctx = 7; fake.cfg.eps = 1e-5f;
+            fake.processing = processing; fake.wdtype = TLENS_F32;
+            fake.W_E = &fake; /* non-NULL: the table has embed.W_E */
+            fake.blocks = (tlens__block *)calloc((size_t)shapes[k][0], sizeof *fake.blocks);
+            TT_REQUIRE(t && fake.blocks);
+            n = tlens__param_table(&fake, t);
+            for (i = 0; i < n; i++) sum += rg_param_bytes(&t[i]);
+            TT_CHECK(tlens__params_size(t, n, TLENS_F32) == 64u + sum);
+            TT_CHECK(tlens__param_floats(&fake.cfg, &floats) && (uint64_t)floats * 4u >= sum);
+            TT_CHECK_INT(tlens__config_check(&fake.cfg, "regression", &err), TLENS_OK);
+            free(t);
+            free(fake.blocks);
+        }
+    /* the overflow32 "wire" configuration */
+    memset(&c, 0, sizeof c);
+    c.n_layers = 255; c.d_model = 1; c.n_heads = 1; c.d_mlp = 1 << 20; c.d_vocab = 1; c.n_ctx = 1; c.eps = 1e-5f;
+    memset(&err, 0, sizeof err);
+    if (sizeof(size_t) < 8) {
+        TT_CHECK_INT(tlens__config_check(&c, ".tlens", &err), TLENS_ERR_CONFIG);
+        TT_CHECK(strstr(err.message, "address space") != NULL);
+    } else {
+        TT_CHECK_INT(tlens__config_check(&c, ".tlens", &err), TLENS_OK); /* 36 GB: fits 64 bits */
+    }
+    /* tensors whose sizes add up past size_t (or overflow alone, on 32-bit
+     * hosts) make the buffer's size 0: refused */
+    tlens__param_set(&huge[0], "a", 0, TLENS__VEC, 1, 1);
+    tlens__param_set(&huge[1], "b", 0, TLENS__ROWS, INT_MAX, INT_MAX);
+    tlens__param_set(&huge[2], "c", 0, TLENS__ROWS, INT_MAX, INT_MAX);
+    TT_CHECK(tlens__params_size(huge, 1, TLENS_F32) == 128u);
+    TT_CHECK(tlens__params_size(huge, 3, TLENS_F32) == 0);
+}
+
 void tests_regressions(void);
 void tests_regressions(void) {
     TT_RUN(test_regression_npy_v2_short_header);
@@ -251,4 +312,5 @@ void tests_regressions(void) {
     TT_RUN(test_regression_npy_huge_dimension);
     TT_RUN(test_regression_json_backslash_nul);
     TT_RUN(test_regression_tlens_overlapping_offsets);
+    TT_RUN(test_regression_config_counts_padding);
 }
