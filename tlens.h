@@ -5939,8 +5939,8 @@ static tlens_result tlens__kv_reserve(tlens_ctx *ctx, int batch, tlens_error *er
     tlens__free(ctx->alloc, ctx->kv_k);
     tlens__free(ctx->alloc, ctx->kv_v);
     ctx->kv_k = ctx->kv_v = NULL;
-    n = (size_t)c->n_layers * (size_t)batch * (size_t)c->n_ctx * (size_t)c->d_model;
-    if (!tlens__mul_ok(n, sizeof(float), &bytes))
+    if (!tlens__mul_ok((size_t)c->n_layers, (size_t)batch, &n) || !tlens__mul_ok(n, (size_t)c->n_ctx, &n) ||
+        !tlens__mul_ok(n, (size_t)c->d_model, &n) || !tlens__mul_ok(n, sizeof(float), &bytes))
         return tlens__fail(err, TLENS_ERR_NOMEM, "the key/value cache for batch %d does not fit in memory", batch);
     ctx->kv_k = (float *)tlens__alloc(ctx->alloc, bytes);
     ctx->kv_v = (float *)tlens__alloc(ctx->alloc, bytes);
@@ -5954,12 +5954,16 @@ static tlens_result tlens__kv_reserve(tlens_ctx *ctx, int batch, tlens_error *er
 /* The padding mask of keys, (B, cap): kept across cached runs. */
 static tlens_result tlens__mask_update(tlens_ctx *ctx, const int32_t *mask, int B, int T, tlens_error *err) {
     int cap = ctx->kv_on ? ctx->kv_cap : T, b, t;
+    size_t bytes;
     if (!mask && !ctx->key_mask) return TLENS_OK;
     if (!ctx->key_mask || ctx->kv_len == 0) {
         tlens__free(ctx->alloc, ctx->mask_buf);
-        ctx->mask_buf = (unsigned char *)tlens__alloc(ctx->alloc, (size_t)B * (size_t)cap);
+        ctx->mask_buf = ctx->key_mask = NULL; /* no pointer to the freed block on failure */
+        if (!tlens__mul_ok((size_t)B, (size_t)cap, &bytes))
+            return tlens__fail(err, TLENS_ERR_NOMEM, "the attention mask for batch %d x %d keys does not fit in memory", B, cap);
+        ctx->mask_buf = (unsigned char *)tlens__alloc(ctx->alloc, bytes);
         if (!ctx->mask_buf) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for the attention mask");
-        memset(ctx->mask_buf, 1, (size_t)B * (size_t)cap); /* cached positions so far were real */
+        memset(ctx->mask_buf, 1, bytes); /* cached positions so far were real */
         ctx->key_mask = ctx->mask_buf;
         ctx->mask_stride = cap;
     }

@@ -303,6 +303,49 @@ static void test_regression_config_counts_padding(void) {
     TT_CHECK(tlens__params_size(huge, 3, TLENS_F32) == 0);
 }
 
+/* Sizes that make a product of dimensions exactly 2^(bits of size_t), so
+ * that it wraps to 0 (64-bit hosts with 2^16-scale sizes, 32-bit hosts
+ * with 2^8-scale ones). */
+static int rg_wide(void) { return sizeof(size_t) >= 8; }
+
+/* The key/value cache's n_layers * batch * n_ctx * d_model was not checked
+ * (only the final * 4): at 2^bits it wrapped to a 1-byte cache that the
+ * run then wrote over (fuzz/overflow32.c "kv"). The attention mask's
+ * batch * n_ctx bytes (with the cache) could wrap on a 32-bit host; a
+ * 64-bit size_t holds any product of two ints, so that part runs there
+ * only. */
+static void test_regression_kv_cache_product(void) {
+    tlens_model *m = rg_tiny_model(8, 32);
+    tlens_config saved;
+    tlens_ctx *ctx;
+    tlens_error err;
+    int batch = rg_wide() ? 1 << 16 : 1 << 6;
+    TT_REQUIRE(m != NULL);
+    TT_REQUIRE(tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
+    saved = m->cfg;
+    m->cfg.n_layers = rg_wide() ? 1 << 12 : 1 << 4;
+    m->cfg.n_ctx = rg_wide() ? 1 << 20 : 1 << 16;
+    m->cfg.d_model = rg_wide() ? 1 << 16 : 1 << 6;
+    memset(&err, 0, sizeof err);
+    TT_CHECK_INT(tlens__kv_reserve(ctx, batch, &err), TLENS_ERR_NOMEM);
+    TT_CHECK(strstr(err.message, "key/value cache") != NULL);
+    TT_CHECK(ctx->kv_k == NULL && ctx->kv_v == NULL);
+    m->cfg = saved;
+    if (!rg_wide()) {
+        int32_t *mask = (int32_t *)calloc((size_t)1 << 16, sizeof *mask);
+        TT_REQUIRE(mask != NULL);
+        ctx->kv_on = 1;
+        ctx->kv_cap = 1 << 16;
+        ctx->kv_len = 0;
+        memset(&err, 0, sizeof err);
+        TT_CHECK_INT(tlens__mask_update(ctx, mask, 1 << 16, 1, &err), TLENS_ERR_NOMEM);
+        TT_CHECK(strstr(err.message, "attention mask") != NULL && ctx->key_mask == NULL);
+        free(mask);
+    }
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
 void tests_regressions(void);
 void tests_regressions(void) {
     TT_RUN(test_regression_npy_v2_short_header);
@@ -313,4 +356,5 @@ void tests_regressions(void) {
     TT_RUN(test_regression_json_backslash_nul);
     TT_RUN(test_regression_tlens_overlapping_offsets);
     TT_RUN(test_regression_config_counts_padding);
+    TT_RUN(test_regression_kv_cache_product);
 }
