@@ -5455,49 +5455,70 @@ static int tlens__threads(void) {
 #endif
 }
 
-/* Lay the activation area out for (B, T); with base NULL only count. */
+/* Advance *off (in floats) past a * b elements of `width` bytes, rounded up
+ * to 64 bytes so that every piece of the area starts on a cache line; 0
+ * when the sizes overflow size_t. */
+static int tlens__area_piece(size_t *off, size_t a, size_t b, size_t width) {
+    size_t n;
+    if (!tlens__mul_ok(a, b, &n) || !tlens__mul_ok(n, width, &n) || !tlens__add_ok(n, 63u, &n)) return 0;
+    return tlens__add_ok(*off, (n & ~(size_t)63u) / sizeof(float), off);
+}
+
+/* The area's products of three or four sizes (B and T come from the
+ * caller, the rest from a file): B*T rows, the attention scores and, with
+ * the optional hooks, a copy of the input per head. 0 when one overflows. */
+static int tlens__area_terms(const tlens_ctx *ctx, int B, int T, size_t *BT, size_t *att, size_t *per_head) {
+    const tlens_config *c = &ctx->m->cfg;
+    size_t NS = (size_t)ctx->kv_len + (size_t)T, H = (size_t)c->n_heads;
+    if (!tlens__mul_ok((size_t)B, (size_t)T, BT) ||
+        !tlens__mul_ok(ctx->optional_hooks ? H : 0, (size_t)c->d_model, per_head))
+        return 0;
+    if (!ctx->any_attn_materialized) return tlens__mul_ok((size_t)tlens__threads() * TLENS__ATTN_ROWS, NS, att);
+    return tlens__mul_ok((size_t)B, H, att) && tlens__mul_ok(*att, (size_t)T, att) && tlens__mul_ok(*att, NS, att);
+}
+
+/* Lay the activation area out for (B, T); with base NULL only count.
+ * Returns its size in floats, 0 when it overflows size_t. */
 static size_t tlens__area_layout(tlens_ctx *ctx, int B, int T, float *base) {
     const tlens_config *c = &ctx->m->cfg;
-    size_t BT = (size_t)B * (size_t)T, D = (size_t)c->d_model, off = 0;
-    size_t NS = (size_t)ctx->kv_len + (size_t)T;
-    size_t att = ctx->any_attn_materialized ? (size_t)B * (size_t)c->n_heads * (size_t)T * NS
-                                            : (size_t)tlens__threads() * TLENS__ATTN_ROWS * NS;
-    size_t heads_copy = ctx->optional_hooks ? BT * (size_t)c->n_heads * D : 0;
-#define TLENS__PLACE(ptr, n) do { if (base) ctx->ptr = base + off; off += ((n) + 15u) & ~(size_t)15u; } while (0)
-    TLENS__PLACE(embed, BT * D);
-    TLENS__PLACE(pos_embed, BT * D);
-    TLENS__PLACE(resid, BT * D);
-    TLENS__PLACE(ln_in, BT * D);
-    TLENS__PLACE(head_in[0], heads_copy);
-    TLENS__PLACE(head_in[1], heads_copy);
-    TLENS__PLACE(head_in[2], heads_copy);
-    TLENS__PLACE(head_in[3], heads_copy);
-    TLENS__PLACE(ln_mean, BT);
-    TLENS__PLACE(ln_scale, BT);
-    TLENS__PLACE(ln_out, BT * D);
-    TLENS__PLACE(qkv, BT * 3 * D);
-    TLENS__PLACE(q, BT * D);
-    TLENS__PLACE(k, BT * D);
-    TLENS__PLACE(v, BT * D);
-    TLENS__PLACE(att, att);
-    TLENS__PLACE(z, BT * D);
-    TLENS__PLACE(result, ctx->optional_hooks ? BT * (size_t)c->n_heads * D : 0);
-    TLENS__PLACE(attn_out, BT * D);
-    TLENS__PLACE(mlp_pre, BT * (size_t)c->d_mlp);
-    TLENS__PLACE(mlp_post, BT * (size_t)c->d_mlp);
-    TLENS__PLACE(mlp_out, BT * D);
-    TLENS__PLACE(logits, (ctx->last_logits_only ? (size_t)B : BT) * (size_t)c->d_vocab);
-    if (base) ctx->tokens = (int32_t *)(void *)(base + off);
-    off += (BT * sizeof(int32_t) / sizeof(float) + 15u) & ~(size_t)15u;
-    if (base) ctx->positions = (int *)(void *)(base + off);
-    off += (BT * sizeof(int) / sizeof(float) + 15u) & ~(size_t)15u;
+    size_t BT, att, per_head, D = (size_t)c->d_model, M = (size_t)c->d_mlp, off = 0;
+    if (!tlens__area_terms(ctx, B, T, &BT, &att, &per_head)) return 0;
+#define TLENS__PLACE(ptr, a, b, type) do { \
+        if (base) ctx->ptr = (type *)(void *)(base + off); \
+        if (!tlens__area_piece(&off, a, b, sizeof(type))) return 0; \
+    } while (0)
+    TLENS__PLACE(embed, BT, D, float);
+    TLENS__PLACE(pos_embed, BT, D, float);
+    TLENS__PLACE(resid, BT, D, float);
+    TLENS__PLACE(ln_in, BT, D, float);
+    TLENS__PLACE(head_in[0], BT, per_head, float);
+    TLENS__PLACE(head_in[1], BT, per_head, float);
+    TLENS__PLACE(head_in[2], BT, per_head, float);
+    TLENS__PLACE(head_in[3], BT, per_head, float);
+    TLENS__PLACE(ln_mean, BT, 1, float);
+    TLENS__PLACE(ln_scale, BT, 1, float);
+    TLENS__PLACE(ln_out, BT, D, float);
+    TLENS__PLACE(qkv, BT, 3 * D, float);
+    TLENS__PLACE(q, BT, D, float);
+    TLENS__PLACE(k, BT, D, float);
+    TLENS__PLACE(v, BT, D, float);
+    TLENS__PLACE(att, att, 1, float);
+    TLENS__PLACE(z, BT, D, float);
+    TLENS__PLACE(result, BT, per_head, float);
+    TLENS__PLACE(attn_out, BT, D, float);
+    TLENS__PLACE(mlp_pre, BT, M, float);
+    TLENS__PLACE(mlp_post, BT, M, float);
+    TLENS__PLACE(mlp_out, BT, D, float);
+    TLENS__PLACE(logits, ctx->last_logits_only ? (size_t)B : BT, (size_t)c->d_vocab, float);
+    TLENS__PLACE(tokens, BT, 1, int32_t);
+    TLENS__PLACE(positions, BT, 1, int);
 #undef TLENS__PLACE
     return off;
 }
 
 static tlens_result tlens__area_reserve(tlens_ctx *ctx, int B, int T, tlens_error *err) {
     size_t need = tlens__area_layout(ctx, B, T, NULL), bytes;
-    if (!tlens__mul_ok(need, sizeof(float), &bytes))
+    if (!need || !tlens__mul_ok(need, sizeof(float), &bytes))
         return tlens__fail(err, TLENS_ERR_NOMEM, "batch %d x %d positions needs more memory than exists", B, T);
     if (need > ctx->area_cap) {
         tlens__free(ctx->alloc, ctx->area);

@@ -346,6 +346,40 @@ static void test_regression_kv_cache_product(void) {
     tlens_free(m);
 }
 
+/* tlens__area_layout multiplied and added its terms unchecked: the scores
+ * B * H * T * (cached + T) could wrap, and so could the sum of terms that
+ * each fit (fuzz/overflow32.c "att"). Both must give 0 (refused); only then
+ * is tlens__area_reserve asked, which must fail without allocating. */
+static void test_regression_area_layout_overflow(void) {
+    tlens_model *m = rg_tiny_model(8, 32);
+    tlens_config saved;
+    tlens_ctx *ctx;
+    tlens_error err;
+    int s = rg_wide() ? 1 << 16 : 1 << 8, big = rg_wide() ? 1 << 28 : 1 << 12;
+    TT_REQUIRE(m != NULL);
+    TT_REQUIRE(tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
+    saved = m->cfg;
+    TT_CHECK(tlens__area_layout(ctx, 2, 8, NULL) > 0); /* a real run's area */
+    /* one product: B = H = T = cached + T = s */
+    m->cfg.n_heads = s;
+    ctx->any_attn_materialized = 1;
+    ctx->optional_hooks = 0;
+    ctx->kv_len = 0;
+    TT_CHECK(tlens__area_layout(ctx, s, s, NULL) == 0);
+    /* a sum: B*T*d_model floats (2^(bits-4)) and 3 times that (qkv) fit,
+     * the 16 such terms of a layer's activations do not */
+    m->cfg = saved;
+    ctx->any_attn_materialized = 0;
+    m->cfg.d_model = m->cfg.d_mlp = big;
+    TT_REQUIRE(tlens__area_layout(ctx, s, s, NULL) == 0);
+    memset(&err, 0, sizeof err);
+    TT_CHECK_INT(tlens__area_reserve(ctx, s, s, &err), TLENS_ERR_NOMEM);
+    TT_CHECK(strstr(err.message, "batch") != NULL);
+    m->cfg = saved;
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
 void tests_regressions(void);
 void tests_regressions(void) {
     TT_RUN(test_regression_npy_v2_short_header);
@@ -357,4 +391,5 @@ void tests_regressions(void) {
     TT_RUN(test_regression_tlens_overlapping_offsets);
     TT_RUN(test_regression_config_counts_padding);
     TT_RUN(test_regression_kv_cache_product);
+    TT_RUN(test_regression_area_layout_overflow);
 }
