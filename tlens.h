@@ -6697,12 +6697,25 @@ TLENS_DEF void tlens_stack_free(tlens_stack *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* The floats of a stack of n components of [B, T, D], or of a copy of
+ * one; 0 when a size is negative or the product overflows size_t. */
+static size_t tlens__stack_floats(int n, int B, int T, int D) {
+    size_t f;
+    if (n < 0 || B < 0 || T < 0 || D < 0 || !tlens__mul_ok((size_t)(n ? n : 1), (size_t)B, &f) ||
+        !tlens__mul_ok(f, (size_t)T, &f) || !tlens__mul_ok(f, (size_t)D, &f) || !tlens__mul_ok(f, sizeof(float), &f))
+        return 0;
+    return f / sizeof(float);
+}
+
 static tlens_result tlens__stack_init(const tlens_ctx *ctx, tlens_stack *s, int n, int B, int T, int D,
                                       tlens_error *err) {
+    size_t floats = tlens__stack_floats(n, B, T, D);
     memset(s, 0, sizeof *s);
+    if (!floats)
+        return tlens__fail(err, TLENS_ERR_NOMEM, "a residual stack of %d x [%d, %d, %d] does not fit in memory", n, B, T, D);
     s->alloc = *ctx->alloc;
     s->n = n; s->batch = B; s->pos = T; s->d_model = D;
-    s->data = (float *)tlens__alloc(ctx->alloc, (size_t)(n ? n : 1) * (size_t)B * (size_t)T * (size_t)D * sizeof(float));
+    s->data = (float *)tlens__alloc(ctx->alloc, floats * sizeof(float));
     s->labels = (char(*)[32])tlens__calloc(ctx->alloc, (size_t)(n ? n : 1) * 32u);
     if (!s->data || !s->labels) {
         tlens_stack_free(s);
@@ -6850,21 +6863,25 @@ TLENS_DEF tlens_result tlens_logit_attrs(const tlens_ctx *ctx, const tlens_stack
                                          int incorrect_token, float *out, tlens_error *err) {
     const tlens_config *c = &ctx->m->cfg;
     tlens_stack s;
-    size_t per, i, d, D = (size_t)c->d_model;
+    size_t per, i, d, D = (size_t)c->d_model, count;
     float *dir;
     tlens_result r;
     if (token < 0 || token >= c->d_vocab || incorrect_token >= c->d_vocab)
         return tlens__fail(err, TLENS_ERR_TOKEN, "tlens_logit_attrs: token outside the vocabulary");
     s = *stack;
+    /* the stack is the caller's: its sizes must be the model's and fit */
+    if (!s.data || s.d_model != c->d_model || !(count = tlens__stack_floats(s.n, s.batch, s.pos, s.d_model)))
+        return tlens__fail(err, TLENS_ERR_SHAPE, "tlens_logit_attrs: the stack is not %d x [%d, %d, %d] of this model",
+                           s.n, s.batch, s.pos, c->d_model);
     per = (size_t)s.batch * (size_t)s.pos;
-    s.data = (float *)tlens__alloc(ctx->alloc, (size_t)s.n * per * D * sizeof(float));
+    s.data = (float *)tlens__alloc(ctx->alloc, count * sizeof(float));
     dir = (float *)tlens__alloc(ctx->alloc, D * sizeof(float) * 2);
     if (!s.data || !dir) {
         tlens__free(ctx->alloc, s.data);
         tlens__free(ctx->alloc, dir);
         return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory");
     }
-    memcpy(s.data, stack->data, (size_t)s.n * per * D * sizeof(float));
+    memcpy(s.data, stack->data, (size_t)s.n * per * D * sizeof(float)); /* <= count floats */
     tlens__mat_column(&ctx->m->W_U, token, dir);
     if (incorrect_token >= 0) {
         tlens__mat_column(&ctx->m->W_U, incorrect_token, dir + D);

@@ -380,6 +380,41 @@ static void test_regression_area_layout_overflow(void) {
     tlens_free(m);
 }
 
+/* Residual stacks: n * B * T * d_model floats were not checked in
+ * tlens__stack_init, nor a caller's stack in tlens_logit_attrs (whose
+ * d_model was not even compared with the model's): a wrapped size gave a
+ * 1-byte block and success. */
+static void test_regression_stack_products(void) {
+    tlens_model *m = rg_tiny_model(8, 32);
+    tlens_ctx *ctx;
+    tlens_stack st;
+    tlens_error err;
+    float out[4], data[9] = {0};
+    int s = rg_wide() ? 1 << 16 : 1 << 8;
+    TT_REQUIRE(m != NULL);
+    TT_REQUIRE(tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
+    memset(&err, 0, sizeof err);
+    TT_CHECK_INT(tlens__stack_init(ctx, &st, s, s, s, s, &err), TLENS_ERR_NOMEM);
+    TT_CHECK(strstr(err.message, "residual stack") != NULL && st.data == NULL);
+    if (st.data) tlens_stack_free(&st);
+    /* a caller's stack: n * batch * pos * 8 floats * 4 bytes = 2^bits */
+    memset(&st, 0, sizeof st);
+    st.n = rg_wide() ? 1 << 27 : 1 << 11;
+    st.batch = st.pos = s;
+    st.d_model = 8;
+    st.data = data;
+    memset(&err, 0, sizeof err);
+    TT_CHECK_INT(tlens_logit_attrs(ctx, &st, 1, -1, out, &err), TLENS_ERR_SHAPE);
+    TT_CHECK(strstr(err.message, "stack") != NULL);
+    /* one component of 9 floats for a model of width 8 */
+    st.n = st.batch = st.pos = 1;
+    st.d_model = 9;
+    memset(&err, 0, sizeof err);
+    TT_CHECK_INT(tlens_logit_attrs(ctx, &st, 1, -1, out, &err), TLENS_ERR_SHAPE);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
 void tests_regressions(void);
 void tests_regressions(void) {
     TT_RUN(test_regression_npy_v2_short_header);
@@ -392,4 +427,5 @@ void tests_regressions(void) {
     TT_RUN(test_regression_config_counts_padding);
     TT_RUN(test_regression_kv_cache_product);
     TT_RUN(test_regression_area_layout_overflow);
+    TT_RUN(test_regression_stack_products);
 }
