@@ -3518,7 +3518,9 @@ static size_t tlens__mat_index(int K, int k, int n) {
            (size_t)(n % TLENS__PANEL);
 }
 
-static size_t tlens__mat_bytes(int K, int N, tlens_dtype dt) {
+/* A packed matrix's bytes without the 64-byte padding: only tlens_save
+ * needs them (the parameter buffer uses tlens__param_bytes). */
+TLENS__NOSTDIO_UNUSED static size_t tlens__mat_bytes(int K, int N, tlens_dtype dt) {
     return (size_t)tlens__mat_panels(N) * TLENS__PANEL * (size_t)K * tlens__dtype_size(dt);
 }
 
@@ -4133,19 +4135,48 @@ static int tlens__param_table(tlens_model *m, tlens__param *t) {
 }
 
 /* Bytes a table row takes in the parameter buffer, rounded up to 64 so
- * every tensor starts on a cache line (and on any SIMD alignment). */
+ * every tensor starts on a cache line (and on any SIMD alignment). A size
+ * that overflows saturates, so that any sum of it overflows too (and is
+ * refused) instead of wrapping to a small buffer. */
 static size_t tlens__param_bytes(const tlens__param *p, tlens_dtype dt) {
-    size_t n = (size_t)p->rows * (size_t)p->cols;
-    if (p->kind == TLENS__PACKED) n = tlens__mat_bytes(p->rows, p->cols, dt);
-    else n *= p->kind == TLENS__VEC ? 4u : tlens__dtype_size(dt);
-    return (n + 63u) & ~(size_t)63u;
+    size_t width = p->kind == TLENS__VEC ? 4u : tlens__dtype_size(dt), n;
+    size_t cols = p->kind == TLENS__PACKED ? (size_t)tlens__mat_panels(p->cols) * TLENS__PANEL : (size_t)p->cols;
+    if (!tlens__mul_ok((size_t)p->rows, cols, &n) || !tlens__mul_ok(n, width, &n) || !tlens__add_ok(n, 63u, &n))
+        return (size_t)-1 & ~(size_t)63u;
+    return n & ~(size_t)63u;
+}
+
+/* The parameter buffer for table t: the tensors' padded bytes plus 64 to
+ * align its start; 0 when the sum overflows size_t. */
+static size_t tlens__params_size(const tlens__param *t, int n, tlens_dtype dt) {
+    size_t total = 64;
+    int i;
+    for (i = 0; i < n; i++)
+        if (!tlens__add_ok(total, tlens__param_bytes(&t[i], dt), &total)) return 0;
+    return total;
+}
+
+/* An upper bound, in floats, of the parameter buffer (every tensor of the
+ * unfolded table in float32, matrices padded to whole 32-column panels and
+ * each tensor to 16 floats) and of the float32 state of 3.7. The padding
+ * counts: a d_model of 1 stores every W_out column as a 32-wide panel.
+ * 0 when it overflows size_t. */
+static int tlens__param_floats(const tlens_config *c, size_t *out) {
+    size_t D = ((size_t)c->d_model + 31u) & ~(size_t)31u, M = ((size_t)c->d_mlp + 31u) & ~(size_t)31u;
+    size_t V = ((size_t)c->d_vocab + 31u) & ~(size_t)31u, P = (size_t)c->n_ctx, layers, embed;
+    /* per layer: W_QKV, W_O, W_in, W_out, vectors of <= 9 D + M floats, 12 paddings */
+    return tlens__mul_ok(D, 4u * D + 2u * M + 16u, &layers) && tlens__add_ok(layers, M + 12u * 16u, &layers) &&
+           tlens__mul_ok(layers, (size_t)c->n_layers, &layers) &&
+           /* W_E, W_U, W_pos and ln_final (<= (2 V + P + 2) D), b_U, 6 paddings */
+           tlens__mul_ok(2u * V + P + 2u, D, &embed) && tlens__add_ok(embed, V + 6u * 16u, &embed) &&
+           tlens__add_ok(layers, embed, out);
 }
 
 /* Validate a configuration: every size positive, d_model divisible by
  * n_heads, and the whole parameter count representable. Bounds are far
  * above gpt2-xl (48 layers, 1600 wide) but stop absurd headers early. */
 static tlens_result tlens__config_check(const tlens_config *c, const char *what, tlens_error *err) {
-    size_t per_layer, total, t;
+    size_t total, bytes;
     if (c->n_layers < 1 || c->n_layers > 4096)
         return tlens__fail(err, TLENS_ERR_CONFIG, "%s: n_layer %d is out of range (1..4096)", what, c->n_layers);
     if (c->d_model < 1 || c->d_model > 65536)
@@ -4160,11 +4191,8 @@ static tlens_result tlens__config_check(const tlens_config *c, const char *what,
         return tlens__fail(err, TLENS_ERR_CONFIG, "%s: n_positions %d is out of range", what, c->n_ctx);
     if (!(c->eps > 0 && c->eps < 1))
         return tlens__fail(err, TLENS_ERR_CONFIG, "%s: layer_norm_epsilon %g is out of range", what, (double)c->eps);
-    /* all in floats: 4*D*D + 2*D*M + ... per layer, plus V*D twice */
-    if (!tlens__mul_ok((size_t)c->d_model, (size_t)(4 * c->d_model + 2 * c->d_mlp + 16), &per_layer) ||
-        !tlens__mul_ok(per_layer, (size_t)c->n_layers, &total) ||
-        !tlens__mul_ok((size_t)c->d_vocab + (size_t)c->n_ctx, (size_t)c->d_model * 2u + 2u, &t) ||
-        !tlens__add_ok(total, t, &total) || !tlens__mul_ok(total, 8, &t))
+    /* in bytes, twice: loading holds the float32 state and the buffer at once */
+    if (!tlens__param_floats(c, &total) || !tlens__mul_ok(total, 8, &bytes))
         return tlens__fail(err, TLENS_ERR_CONFIG, "%s: the model's size overflows this machine's address space", what);
     return TLENS_OK;
 }
@@ -4604,16 +4632,17 @@ static void tlens__wire_params(tlens_model *m, tlens__param *t, int n, unsigned 
 static tlens_result tlens__model_from_state(tlens_model *m, const tlens__state *s, tlens_error *err) {
     tlens__param *t = tlens__table_alloc(m, err);
     int n, i;
-    size_t total = 0;
+    size_t total;
     unsigned char *base;
     if (!t) return TLENS_ERR_NOMEM;
     if (!m->processing && m->cfg.tied) m->W_E = NULL; /* read from W_U's columns */
     else m->W_E = s->W_E; /* anything non-NULL: the table includes it */
     n = tlens__param_table(m, t);
-    for (i = 0; i < n; i++) total += tlens__param_bytes(&t[i], m->wdtype);
-    base = (unsigned char *)tlens__alloc(&m->alloc, total + 64);
+    total = tlens__params_size(t, n, m->wdtype);
+    base = total ? (unsigned char *)tlens__alloc(&m->alloc, total) : NULL;
     if (!base) {
         tlens__free(&m->alloc, t);
+        if (!total) return tlens__fail(err, TLENS_ERR_NOMEM, "the parameters' size overflows this machine's address space");
         return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for %zu MB of parameters", total / 1000000);
     }
     m->params = base;
@@ -4945,11 +4974,13 @@ static int tlens__in_file(uint64_t off, uint64_t n, size_t size) {
 }
 
 /* Check the table against the expected one and return each tensor's
- * offset in offs[]. */
+ * offset in offs[]. Tensors follow the header in table order without
+ * overlapping: a file whose tensors share bytes would claim more data than
+ * it holds, and the copy of a misaligned file would add those sizes up. */
 static tlens_result tlens__tlens_table(const unsigned char *d, size_t size, const tlens__param *t, int n,
                                        tlens_dtype dt, uint64_t *offs, tlens_error *err) {
     const unsigned char *h = d;
-    uint64_t table = tlens__le64(h + 72);
+    uint64_t table = tlens__le64(h + 72), end = TLENS__HEADER_SIZE;
     int i;
     if (tlens__le32(h + 68) != (uint32_t)n)
         return tlens__fail(err, TLENS_ERR_FORMAT, ".tlens: %u tensors, expected %d for this configuration",
@@ -4966,7 +4997,12 @@ static tlens_result tlens__tlens_table(const unsigned char *d, size_t size, cons
             return tlens__fail(err, TLENS_ERR_SHAPE, ".tlens: tensor %s has the wrong kind or shape", t[i].name);
         if ((off & 63u) || !tlens__in_file(off, bytes, size))
             return tlens__fail(err, TLENS_ERR_FORMAT, ".tlens: tensor %s lies outside the file or is misaligned", t[i].name);
+        if (off < end)
+            return tlens__fail(err, TLENS_ERR_FORMAT,
+                               ".tlens: tensor %s at offset %llu overlaps the header or the tensor before it "
+                               "(offsets must increase)", t[i].name, (unsigned long long)off);
         offs[i] = off;
+        end = off + bytes; /* no overflow: inside the file */
     }
     return TLENS_OK;
 }
@@ -4991,11 +5027,12 @@ static size_t tlens__param_width(const tlens__param *p, tlens_dtype dt) {
 static tlens_result tlens__tlens_wire(tlens_model *m, const unsigned char *d, const tlens__param *t, int n,
                                       const uint64_t *offs, tlens_error *err) {
     int i, in_place = tlens__host_is_little_endian() && ((uintptr_t)d & 63u) == 0;
-    size_t total = 0, off = 0;
+    size_t total, off = 0;
     unsigned char *base = NULL;
     if (!in_place) {
-        for (i = 0; i < n; i++) total += tlens__param_bytes(&t[i], m->wdtype);
-        m->params = tlens__alloc(&m->alloc, total + 64);
+        if (!(total = tlens__params_size(t, n, m->wdtype)))
+            return tlens__fail(err, TLENS_ERR_NOMEM, ".tlens: the parameters' size overflows this machine's address space");
+        m->params = tlens__alloc(&m->alloc, total);
         if (!m->params) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for %zu MB of parameters", total / 1000000);
         base = (unsigned char *)m->params + ((64u - ((uintptr_t)m->params & 63u)) & 63u);
     }
@@ -5832,49 +5869,70 @@ static int tlens__threads(void) {
 #endif
 }
 
-/* Lay the activation area out for (B, T); with base NULL only count. */
+/* Advance *off (in floats) past a * b elements of `width` bytes, rounded up
+ * to 64 bytes so that every piece of the area starts on a cache line; 0
+ * when the sizes overflow size_t. */
+static int tlens__area_piece(size_t *off, size_t a, size_t b, size_t width) {
+    size_t n;
+    if (!tlens__mul_ok(a, b, &n) || !tlens__mul_ok(n, width, &n) || !tlens__add_ok(n, 63u, &n)) return 0;
+    return tlens__add_ok(*off, (n & ~(size_t)63u) / sizeof(float), off);
+}
+
+/* The area's products of three or four sizes (B and T come from the
+ * caller, the rest from a file): B*T rows, the attention scores and, with
+ * the optional hooks, a copy of the input per head. 0 when one overflows. */
+static int tlens__area_terms(const tlens_ctx *ctx, int B, int T, size_t *BT, size_t *att, size_t *per_head) {
+    const tlens_config *c = &ctx->m->cfg;
+    size_t NS = (size_t)ctx->kv_len + (size_t)T, H = (size_t)c->n_heads;
+    if (!tlens__mul_ok((size_t)B, (size_t)T, BT) ||
+        !tlens__mul_ok(ctx->optional_hooks ? H : 0, (size_t)c->d_model, per_head))
+        return 0;
+    if (!ctx->any_attn_materialized) return tlens__mul_ok((size_t)tlens__threads() * TLENS__ATTN_ROWS, NS, att);
+    return tlens__mul_ok((size_t)B, H, att) && tlens__mul_ok(*att, (size_t)T, att) && tlens__mul_ok(*att, NS, att);
+}
+
+/* Lay the activation area out for (B, T); with base NULL only count.
+ * Returns its size in floats, 0 when it overflows size_t. */
 static size_t tlens__area_layout(tlens_ctx *ctx, int B, int T, float *base) {
     const tlens_config *c = &ctx->m->cfg;
-    size_t BT = (size_t)B * (size_t)T, D = (size_t)c->d_model, off = 0;
-    size_t NS = (size_t)ctx->kv_len + (size_t)T;
-    size_t att = ctx->any_attn_materialized ? (size_t)B * (size_t)c->n_heads * (size_t)T * NS
-                                            : (size_t)tlens__threads() * TLENS__ATTN_ROWS * NS;
-    size_t heads_copy = ctx->optional_hooks ? BT * (size_t)c->n_heads * D : 0;
-#define TLENS__PLACE(ptr, n) do { if (base) ctx->ptr = base + off; off += ((n) + 15u) & ~(size_t)15u; } while (0)
-    TLENS__PLACE(embed, BT * D);
-    TLENS__PLACE(pos_embed, BT * D);
-    TLENS__PLACE(resid, BT * D);
-    TLENS__PLACE(ln_in, BT * D);
-    TLENS__PLACE(head_in[0], heads_copy);
-    TLENS__PLACE(head_in[1], heads_copy);
-    TLENS__PLACE(head_in[2], heads_copy);
-    TLENS__PLACE(head_in[3], heads_copy);
-    TLENS__PLACE(ln_mean, BT);
-    TLENS__PLACE(ln_scale, BT);
-    TLENS__PLACE(ln_out, BT * D);
-    TLENS__PLACE(qkv, BT * 3 * D);
-    TLENS__PLACE(q, BT * D);
-    TLENS__PLACE(k, BT * D);
-    TLENS__PLACE(v, BT * D);
-    TLENS__PLACE(att, att);
-    TLENS__PLACE(z, BT * D);
-    TLENS__PLACE(result, ctx->optional_hooks ? BT * (size_t)c->n_heads * D : 0);
-    TLENS__PLACE(attn_out, BT * D);
-    TLENS__PLACE(mlp_pre, BT * (size_t)c->d_mlp);
-    TLENS__PLACE(mlp_post, BT * (size_t)c->d_mlp);
-    TLENS__PLACE(mlp_out, BT * D);
-    TLENS__PLACE(logits, (ctx->last_logits_only ? (size_t)B : BT) * (size_t)c->d_vocab);
-    if (base) ctx->tokens = (int32_t *)(void *)(base + off);
-    off += (BT * sizeof(int32_t) / sizeof(float) + 15u) & ~(size_t)15u;
-    if (base) ctx->positions = (int *)(void *)(base + off);
-    off += (BT * sizeof(int) / sizeof(float) + 15u) & ~(size_t)15u;
+    size_t BT, att, per_head, D = (size_t)c->d_model, M = (size_t)c->d_mlp, off = 0;
+    if (!tlens__area_terms(ctx, B, T, &BT, &att, &per_head)) return 0;
+#define TLENS__PLACE(ptr, a, b, type) do { \
+        if (base) ctx->ptr = (type *)(void *)(base + off); \
+        if (!tlens__area_piece(&off, a, b, sizeof(type))) return 0; \
+    } while (0)
+    TLENS__PLACE(embed, BT, D, float);
+    TLENS__PLACE(pos_embed, BT, D, float);
+    TLENS__PLACE(resid, BT, D, float);
+    TLENS__PLACE(ln_in, BT, D, float);
+    TLENS__PLACE(head_in[0], BT, per_head, float);
+    TLENS__PLACE(head_in[1], BT, per_head, float);
+    TLENS__PLACE(head_in[2], BT, per_head, float);
+    TLENS__PLACE(head_in[3], BT, per_head, float);
+    TLENS__PLACE(ln_mean, BT, 1, float);
+    TLENS__PLACE(ln_scale, BT, 1, float);
+    TLENS__PLACE(ln_out, BT, D, float);
+    TLENS__PLACE(qkv, BT, 3 * D, float);
+    TLENS__PLACE(q, BT, D, float);
+    TLENS__PLACE(k, BT, D, float);
+    TLENS__PLACE(v, BT, D, float);
+    TLENS__PLACE(att, att, 1, float);
+    TLENS__PLACE(z, BT, D, float);
+    TLENS__PLACE(result, BT, per_head, float);
+    TLENS__PLACE(attn_out, BT, D, float);
+    TLENS__PLACE(mlp_pre, BT, M, float);
+    TLENS__PLACE(mlp_post, BT, M, float);
+    TLENS__PLACE(mlp_out, BT, D, float);
+    TLENS__PLACE(logits, ctx->last_logits_only ? (size_t)B : BT, (size_t)c->d_vocab, float);
+    TLENS__PLACE(tokens, BT, 1, int32_t);
+    TLENS__PLACE(positions, BT, 1, int);
 #undef TLENS__PLACE
     return off;
 }
 
 static tlens_result tlens__area_reserve(tlens_ctx *ctx, int B, int T, tlens_error *err) {
     size_t need = tlens__area_layout(ctx, B, T, NULL), bytes;
-    if (!tlens__mul_ok(need, sizeof(float), &bytes))
+    if (!need || !tlens__mul_ok(need, sizeof(float), &bytes))
         return tlens__fail(err, TLENS_ERR_NOMEM, "batch %d x %d positions needs more memory than exists", B, T);
     if (need > ctx->area_cap) {
         tlens__free(ctx->alloc, ctx->area);
@@ -6318,8 +6376,8 @@ static tlens_result tlens__kv_reserve(tlens_ctx *ctx, int batch, tlens_error *er
     tlens__free(ctx->alloc, ctx->kv_k);
     tlens__free(ctx->alloc, ctx->kv_v);
     ctx->kv_k = ctx->kv_v = NULL;
-    n = (size_t)c->n_layers * (size_t)batch * (size_t)c->n_ctx * (size_t)c->d_model;
-    if (!tlens__mul_ok(n, sizeof(float), &bytes))
+    if (!tlens__mul_ok((size_t)c->n_layers, (size_t)batch, &n) || !tlens__mul_ok(n, (size_t)c->n_ctx, &n) ||
+        !tlens__mul_ok(n, (size_t)c->d_model, &n) || !tlens__mul_ok(n, sizeof(float), &bytes))
         return tlens__fail(err, TLENS_ERR_NOMEM, "the key/value cache for batch %d does not fit in memory", batch);
     ctx->kv_k = (float *)tlens__alloc(ctx->alloc, bytes);
     ctx->kv_v = (float *)tlens__alloc(ctx->alloc, bytes);
@@ -6333,12 +6391,16 @@ static tlens_result tlens__kv_reserve(tlens_ctx *ctx, int batch, tlens_error *er
 /* The padding mask of keys, (B, cap): kept across cached runs. */
 static tlens_result tlens__mask_update(tlens_ctx *ctx, const int32_t *mask, int B, int T, tlens_error *err) {
     int cap = ctx->kv_on ? ctx->kv_cap : T, b, t;
+    size_t bytes;
     if (!mask && !ctx->key_mask) return TLENS_OK;
     if (!ctx->key_mask || ctx->kv_len == 0) {
         tlens__free(ctx->alloc, ctx->mask_buf);
-        ctx->mask_buf = (unsigned char *)tlens__alloc(ctx->alloc, (size_t)B * (size_t)cap);
+        ctx->mask_buf = ctx->key_mask = NULL; /* no pointer to the freed block on failure */
+        if (!tlens__mul_ok((size_t)B, (size_t)cap, &bytes))
+            return tlens__fail(err, TLENS_ERR_NOMEM, "the attention mask for batch %d x %d keys does not fit in memory", B, cap);
+        ctx->mask_buf = (unsigned char *)tlens__alloc(ctx->alloc, bytes);
         if (!ctx->mask_buf) return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory for the attention mask");
-        memset(ctx->mask_buf, 1, (size_t)B * (size_t)cap); /* cached positions so far were real */
+        memset(ctx->mask_buf, 1, bytes); /* cached positions so far were real */
         ctx->key_mask = ctx->mask_buf;
         ctx->mask_stride = cap;
     }
@@ -7551,12 +7613,25 @@ TLENS_DEF void tlens_stack_free(tlens_stack *s) {
     memset(s, 0, sizeof *s);
 }
 
+/* The floats of a stack of n components of [B, T, D], or of a copy of
+ * one; 0 when a size is negative or the product overflows size_t. */
+static size_t tlens__stack_floats(int n, int B, int T, int D) {
+    size_t f;
+    if (n < 0 || B < 0 || T < 0 || D < 0 || !tlens__mul_ok((size_t)(n ? n : 1), (size_t)B, &f) ||
+        !tlens__mul_ok(f, (size_t)T, &f) || !tlens__mul_ok(f, (size_t)D, &f) || !tlens__mul_ok(f, sizeof(float), &f))
+        return 0;
+    return f / sizeof(float);
+}
+
 static tlens_result tlens__stack_init(const tlens_ctx *ctx, tlens_stack *s, int n, int B, int T, int D,
                                       tlens_error *err) {
+    size_t floats = tlens__stack_floats(n, B, T, D);
     memset(s, 0, sizeof *s);
+    if (!floats)
+        return tlens__fail(err, TLENS_ERR_NOMEM, "a residual stack of %d x [%d, %d, %d] does not fit in memory", n, B, T, D);
     s->alloc = *ctx->alloc;
     s->n = n; s->batch = B; s->pos = T; s->d_model = D;
-    s->data = (float *)tlens__alloc(ctx->alloc, (size_t)(n ? n : 1) * (size_t)B * (size_t)T * (size_t)D * sizeof(float));
+    s->data = (float *)tlens__alloc(ctx->alloc, floats * sizeof(float));
     s->labels = (char(*)[32])tlens__calloc(ctx->alloc, (size_t)(n ? n : 1) * 32u);
     if (!s->data || !s->labels) {
         tlens_stack_free(s);
@@ -7704,21 +7779,25 @@ TLENS_DEF tlens_result tlens_logit_attrs(const tlens_ctx *ctx, const tlens_stack
                                          int incorrect_token, float *out, tlens_error *err) {
     const tlens_config *c = &ctx->m->cfg;
     tlens_stack s;
-    size_t per, i, d, D = (size_t)c->d_model;
+    size_t per, i, d, D = (size_t)c->d_model, count;
     float *dir;
     tlens_result r;
     if (token < 0 || token >= c->d_vocab || incorrect_token >= c->d_vocab)
         return tlens__fail(err, TLENS_ERR_TOKEN, "tlens_logit_attrs: token outside the vocabulary");
     s = *stack;
+    /* the stack is the caller's: its sizes must be the model's and fit */
+    if (!s.data || s.d_model != c->d_model || !(count = tlens__stack_floats(s.n, s.batch, s.pos, s.d_model)))
+        return tlens__fail(err, TLENS_ERR_SHAPE, "tlens_logit_attrs: the stack is not %d x [%d, %d, %d] of this model",
+                           s.n, s.batch, s.pos, c->d_model);
     per = (size_t)s.batch * (size_t)s.pos;
-    s.data = (float *)tlens__alloc(ctx->alloc, (size_t)s.n * per * D * sizeof(float));
+    s.data = (float *)tlens__alloc(ctx->alloc, count * sizeof(float));
     dir = (float *)tlens__alloc(ctx->alloc, D * sizeof(float) * 2);
     if (!s.data || !dir) {
         tlens__free(ctx->alloc, s.data);
         tlens__free(ctx->alloc, dir);
         return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory");
     }
-    memcpy(s.data, stack->data, (size_t)s.n * per * D * sizeof(float));
+    memcpy(s.data, stack->data, (size_t)s.n * per * D * sizeof(float)); /* <= count floats */
     tlens__mat_column(&ctx->m->W_U, token, dir);
     if (incorrect_token >= 0) {
         tlens__mat_column(&ctx->m->W_U, incorrect_token, dir + D);

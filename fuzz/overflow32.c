@@ -4,7 +4,8 @@
  * `make fuzz-overflow32`, which runs each case in its own process: before
  * a fix each ends in an AddressSanitizer report; after it, in a clean error
  * (out of memory) or a normal run. On a 64-bit host the same inputs fail
- * cleanly, which is why these are not in tests/test_regressions.c.
+ * cleanly, which is why these are not in tests/test_regressions.c as they
+ * are (it has their 64-bit analogues: sizes whose products reach 2^64).
  *
  *   overflow32 kv DIR    16 layers, d_model 64, n_ctx 65536 (a 20 MB model),
  *                        run with the key/value cache at batch 64:
