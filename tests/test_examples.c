@@ -41,24 +41,18 @@ static int tx_have(const char *example) {
     return 1;
 }
 
-/* Run ./build/<example> with the arguments printf'd from fmt; returns its
- * stdout and stderr, or NULL (after a failure naming the command) when it
- * did not exit with status 0. */
-static char *tx_run(const char *example, const char *fmt, ...) {
-    char cmd[4096];
-    size_t len, cap = 1 << 16;
+/* Run a shell command; returns its stdout and stderr, or NULL (after a
+ * failure naming the command) when it did not exit with status 0. */
+static char *tx_run_command(const char *command) {
+    char cmd[4200];
+    size_t len = 0, cap = 1 << 16;
     char *out = (char *)malloc(cap);
     FILE *p;
-    va_list ap;
-    len = (size_t)snprintf(cmd, sizeof cmd, "./build/%s ", example);
-    va_start(ap, fmt);
-    vsnprintf(cmd + len, sizeof cmd - len, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    len = 0;
+    snprintf(cmd, sizeof cmd, "%s 2>&1", command);
     p = tx_popen(cmd, "r");
     if (!p || !out) {
         tt_fail_line(__FILE__, __LINE__, "cannot run %s", cmd);
+        if (p) tx_pclose(p);
         free(out);
         return NULL;
     }
@@ -80,6 +74,19 @@ static char *tx_run(const char *example, const char *fmt, ...) {
         return NULL;
     }
     return out;
+}
+
+/* Run ./build/<example> with the arguments printf'd from fmt (see
+ * tx_run_command). */
+static char *tx_run(const char *example, const char *fmt, ...) {
+    char cmd[4096];
+    size_t len;
+    va_list ap;
+    len = (size_t)snprintf(cmd, sizeof cmd, "./build/%s ", example);
+    va_start(ap, fmt);
+    vsnprintf(cmd + len, sizeof cmd - len, fmt, ap);
+    va_end(ap);
+    return tx_run_command(cmd);
 }
 
 /* The text after `prefix` on the first line that starts with it. */

@@ -19,6 +19,7 @@
 #include "test_steer.c"
 #include "test_sae.c"
 #include "test_collect.c"
+#include "test_bundled.c"
 
 int main(int argc, char **argv) {
     if (argc > 1) tt.filter = argv[1];
@@ -35,5 +36,6 @@ int main(int argc, char **argv) {
     tests_steer();
     tests_sae();
     tests_collect();
+    tests_bundled();
     return tt_finish();
 }
