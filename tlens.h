@@ -3087,9 +3087,11 @@ static int tlens__json_value(tlens__json *j, int depth) {
     }
 }
 
-/* Parse text[0..len) whose top level must be an object. */
-static tlens_result tlens__json_parse(tlens__json *j, const char *text, size_t len, const char *what,
-                                      const tlens_allocator *a, tlens_error *err) {
+/* Parse text[0..len) whose top level must open with `open` ('{': an
+ * object, '[': an array); `expected` names it in the error. */
+static tlens_result tlens__json_parse_top(tlens__json *j, const char *text, size_t len, const char *what,
+                                          const tlens_allocator *a, tlens_error *err, char open,
+                                          const char *expected) {
     memset(j, 0, sizeof *j);
     j->p = j->start = text;
     j->end = text + len;
@@ -3097,8 +3099,8 @@ static tlens_result tlens__json_parse(tlens__json *j, const char *text, size_t l
     j->what = what;
     j->err = err;
     tlens__json_skip_ws(j);
-    if (j->p >= j->end || *j->p != '{') {
-        tlens__json_error(j, "expected an object");
+    if (j->p >= j->end || *j->p != open) {
+        tlens__json_error(j, expected);
     } else if (tlens__json_value(j, 0) >= 0) {
         tlens__json_skip_ws(j);
         if (j->p != j->end) tlens__json_error(j, "text after the end");
@@ -3109,6 +3111,12 @@ static tlens_result tlens__json_parse(tlens__json *j, const char *text, size_t l
         return err ? err->code : TLENS_ERR_FORMAT;
     }
     return TLENS_OK;
+}
+
+/* Parse text[0..len) whose top level must be an object. */
+static tlens_result tlens__json_parse(tlens__json *j, const char *text, size_t len, const char *what,
+                                      const tlens_allocator *a, tlens_error *err) {
+    return tlens__json_parse_top(j, text, len, what, a, err, '{', "expected an object");
 }
 
 static void tlens__json_free(tlens__json *j) {
@@ -9335,28 +9343,10 @@ typedef struct tlens__iv_parse {
     int member[TLENS__IVK_COUNT]; /* each key's value node, or -1 */
 } tlens__iv_parse;
 
-/* The top level of an intervention file is an array (tlens__json_parse
- * wants an object). */
+/* The top level of an intervention file is an array. */
 static tlens_result tlens__json_parse_array(tlens__json *j, const char *text, size_t len, const char *what,
                                             const tlens_allocator *a, tlens_error *err) {
-    memset(j, 0, sizeof *j);
-    j->p = j->start = text;
-    j->end = text + len;
-    j->alloc = a;
-    j->what = what;
-    j->err = err;
-    tlens__json_skip_ws(j);
-    if (j->p >= j->end || *j->p != '[') {
-        tlens__json_error(j, "expected an array of interventions");
-    } else if (tlens__json_value(j, 0) >= 0) {
-        tlens__json_skip_ws(j);
-        if (j->p != j->end) tlens__json_error(j, "text after the end");
-    }
-    if (j->failed) {
-        tlens__json_free(j);
-        return err ? err->code : TLENS_ERR_FORMAT;
-    }
-    return TLENS_OK;
+    return tlens__json_parse_top(j, text, len, what, a, err, '[', "expected an array of interventions");
 }
 
 static const tlens__json_node *tlens__iv_node(const tlens__iv_parse *p, int key) {

@@ -14,26 +14,12 @@ rows are kept at unit norm. It needs PyTorch and numpy.
 import argparse
 import json
 import os
-import struct
 import time
 
 import numpy as np
 import torch
 
-
-def save_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, t in tensors.items():
-        raw = t.detach().float().contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h)
-        for b in blobs:
-            f.write(b)
+from train_bundled import write_safetensors  # the same writer the model's folder uses
 
 
 def main():
@@ -79,8 +65,8 @@ def main():
                   (step, mse.item(), 100 * mse.item() / var.item(), (f > 0).float().sum(-1).mean().item(),
                    time.time() - t0), flush=True)
     os.makedirs(args.out, exist_ok=True)
-    save_safetensors(os.path.join(args.out, "sae_weights.safetensors"),
-                     {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec})
+    write_safetensors(os.path.join(args.out, "sae_weights.safetensors"),
+                      {k: v.detach() for k, v in {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}.items()})
     cfg = {"architecture": "standard", "d_in": d_in, "d_sae": d_sae, "hook_name": args.hook,
            "hook_layer": int(args.hook.split(".")[1]) if args.hook.startswith("blocks.") else 0,
            "hook_head_index": None, "apply_b_dec_to_input": True, "normalize_activations": "none",
