@@ -7795,8 +7795,8 @@ TLENS_DEF tlens_result tlens_logit_attrs(const tlens_ctx *ctx, const tlens_stack
     s = *stack;
     /* the stack is the caller's: its sizes must be the model's and fit */
     if (!s.data || s.d_model != c->d_model || !(count = tlens__stack_floats(s.n, s.batch, s.pos, s.d_model)))
-        return tlens__fail(err, TLENS_ERR_SHAPE, "tlens_logit_attrs: the stack is not %d x [%d, %d, %d] of this model",
-                           s.n, s.batch, s.pos, c->d_model);
+        return tlens__fail(err, TLENS_ERR_SHAPE, "tlens_logit_attrs: a stack of %d x [%d, %d, %d] does not match d_model %d "
+                           "or does not fit in memory", s.n, s.batch, s.pos, s.d_model, c->d_model);
     per = (size_t)s.batch * (size_t)s.pos;
     s.data = (float *)tlens__alloc(ctx->alloc, count * sizeof(float));
     dir = (float *)tlens__alloc(ctx->alloc, D * sizeof(float) * 2);
