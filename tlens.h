@@ -3225,7 +3225,7 @@ static int tlens__json_get(const tlens__json *j, int obj, const char *key) {
  *   busy, and 24 independent sums hide the FMA latency.
  *
  *   Around it, cache blocking after Goto and van de Geijn, with W packed
- *   beforehand and the activations read in place:
+ *   beforehand and the activations read in place (but see below):
  *     for each work item: MC rows x GP panels of the output
  *       for each block of KC steps along K
  *         for each panel of the item
@@ -3240,6 +3240,13 @@ static int tlens__json_get(const tlens__json *j, int obj, const char *key) {
  *   best on Zen 4 among 96..384. GP = 4 panels (128 columns) per item
  *   reuses the activations 4 times and still cuts GPT-2's narrowest
  *   matrices (768 columns) into 6 items per row block for the threads.
+ *
+ *   One exception: when K * 4 bytes is a multiple of 4 KB (K = 1024 or
+ *   3072: the MLP's output projection), the MR rows of a tile fall into
+ *   the same L1 cache set and evict each other at every step. Then each
+ *   tile of activations is copied (MR x KC floats, on the stack) once per
+ *   K block and used for all the item's panels, whose blocks then come
+ *   from the L2 (tlens__rows_crowd_l1).
  *
  *   Work items are the unit of OpenMP parallelism (dynamic scheduling:
  *   a thread slowed down by other programs takes fewer); a thread computes
@@ -3754,16 +3761,50 @@ typedef struct tlens__matmul_job {
     int M, panels, item_panels, row_blocks;
 } tlens__matmul_job;
 
-/* One work item: its rows x its panels, over the whole K range. */
+/* Whether the MR rows of an activation tile, lda floats apart, crowd one
+ * set of the L1 cache. A set holds the lines whose addresses agree modulo
+ * 4 KB (32 KB, 8 ways; 64 KB 4-way L1s span 16 KB and are served at
+ * least as well); the kernel reads one line of every tile row at a time.
+ * When lda * 4 is a multiple of 4 KB (K = 1024, 2048, 3072, 4096: GPT-2's
+ * MLP output projections) all MR lines fall into one set, more than it
+ * has ways, and evict each other at every step: then tiles are packed.
+ * With K = 768 only every fourth row shares a set. */
+static size_t tlens__gcd(size_t a, size_t b) {
+    while (b) {
+        size_t r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
+
+static int tlens__rows_crowd_l1(size_t lda) {
+    size_t span = 4096, period = span / tlens__gcd(lda * sizeof(float) % span, span); /* rows until a set repeats */
+    return (TLENS__MR + period - 1) / period > 4;
+}
+
+/* rows x kc activations (row stride lda) copied into buf, row stride kc. */
+static void tlens__pack_rows(float *buf, const float *a, size_t lda, int rows, int kc) {
+    int r;
+    for (r = 0; r < rows; r++)
+        memcpy(buf + (size_t)r * (size_t)kc, a + (size_t)r * lda, (size_t)kc * sizeof(float));
+}
+
+/* One work item: its rows x its panels, over the whole K range. Normally
+ * each panel's KC-step block is read once into the L1 cache and serves all
+ * the item's row tiles (rows read in place, from the L2). When the rows
+ * crowd an L1 set (tlens__rows_crowd_l1), each MR-row tile is instead
+ * copied, once per KC block, to the stack and used for all the panels. */
 static void tlens__matmul_item(const tlens__matmul_job *job, int item) {
     const tlens__mat *w = job->w;
     size_t esize = tlens__dtype_size(w->dtype);
     int row0 = item % job->row_blocks * TLENS__MC, rows = tlens__min_int(TLENS__MC, job->M - row0);
     int panel0 = item / job->row_blocks * job->item_panels;
     int panel_end = tlens__min_int(panel0 + job->item_panels, job->panels);
-    int N = w->N, k0, p, s;
+    int pack = rows > 1 && tlens__rows_crowd_l1(job->lda), group = pack ? TLENS__MR : TLENS__MC;
+    int N = w->N, k0, r0, p, s;
+    float packed[TLENS__MR * TLENS__KC];
     tlens__tile_args t;
-    t.lda = job->lda;
     t.ldb = TLENS__PANEL;
     t.dt = w->dtype;
     t.ldc = (size_t)N;
@@ -3771,16 +3812,25 @@ static void tlens__matmul_item(const tlens__matmul_job *job, int item) {
         size_t k = (size_t)(job->k_begin + k0); /* row of W */
         t.kc = tlens__min_int(TLENS__KC, job->k_count - k0);
         t.resume = k0 > 0;
-        t.a = job->a + (size_t)row0 * t.lda + (size_t)k0;
-        for (p = panel0; p < panel_end; p++) {
-            const char *panel = (const char *)w->data + (size_t)p * (size_t)w->K * TLENS__PANEL * esize;
-            for (s = 0; s < TLENS__PANEL; s += TLENS__KCOLS) {
-                int col = p * TLENS__PANEL + s;
-                if (col >= N) break;
-                t.b = panel + (k * TLENS__PANEL + (size_t)s) * esize;
-                t.c = job->out + (size_t)row0 * t.ldc + (size_t)col;
-                t.bias = job->bias ? job->bias + col : NULL;
-                tlens__tiles(&t, rows, N - col);
+        for (r0 = 0; r0 < rows; r0 += group) {
+            int chunk = tlens__min_int(group, rows - r0);
+            t.a = job->a + (size_t)(row0 + r0) * job->lda + (size_t)k0;
+            t.lda = job->lda;
+            if (pack) {
+                tlens__pack_rows(packed, t.a, t.lda, chunk, t.kc);
+                t.a = packed;
+                t.lda = (size_t)t.kc;
+            }
+            for (p = panel0; p < panel_end; p++) {
+                const char *panel = (const char *)w->data + (size_t)p * (size_t)w->K * TLENS__PANEL * esize;
+                for (s = 0; s < TLENS__PANEL; s += TLENS__KCOLS) {
+                    int col = p * TLENS__PANEL + s;
+                    if (col >= N) break;
+                    t.b = panel + (k * TLENS__PANEL + (size_t)s) * esize;
+                    t.c = job->out + (size_t)(row0 + r0) * t.ldc + (size_t)col;
+                    t.bias = job->bias ? job->bias + col : NULL;
+                    tlens__tiles(&t, chunk, N - col);
+                }
             }
         }
     }

@@ -97,6 +97,7 @@ static const int tmm__shapes[][3] = { /* M, K, N */
     {2, 17, 31},   {3, 64, 32},    {3, 1, 1},      {5, 767, 64},  {7, 129, 48},
     {13, 769, 100}, {17, 3, 767},  {17, 768, 768}, {24, 256, 96}, {64, 17, 33},
     {64, 769, 129}, {100, 1, 200}, {389, 300, 161}, {250, 128, 40},
+    {29, 1024, 65}, {13, 3072, 40}, /* rows 4 KB apart: the packed-tile path */
 };
 
 static void test_matmul_f32_matches_reference(void) {
@@ -182,31 +183,37 @@ static void test_matmul_pack_get_column_round_trip(void) {
 }
 
 /* A row's result does not depend on the other rows computed with it (the
- * summation order is fixed), so M rows at once equal M single rows. */
+ * summation order is fixed), so M rows at once equal M single rows; with
+ * K = 1024 the M rows go through packed tiles, the single rows do not. */
 static void test_matmul_rows_independent_of_m(void) {
-    const int M = 29, K = 300, N = 70;
-    tlens__mat w = tmm__random_mat(K, N, TLENS_F32);
-    float *a = tmm__random(tmm__n(M, K)), *bias = tmm__random((size_t)N);
-    float *all = tmm__filled(tmm__n(M, N), 0.0f), *one = tmm__filled((size_t)N, 0.0f);
-    int i, bad = 0;
-    tlens__matmul(all, a, &w, bias, M);
-    for (i = 0; i < M; i++) {
-        tlens__matmul(one, a + tmm__n(i, K), &w, bias, 1);
-        bad += memcmp(one, all + tmm__n(i, N), (size_t)N * sizeof(float)) != 0;
+    static const int Ks[] = {300, 1024};
+    const int M = 29, N = 70;
+    size_t c;
+    for (c = 0; c < sizeof Ks / sizeof Ks[0]; c++) {
+        int K = Ks[c], i, bad = 0;
+        tlens__mat w = tmm__random_mat(K, N, TLENS_F32);
+        float *a = tmm__random(tmm__n(M, K)), *bias = tmm__random((size_t)N);
+        float *all = tmm__filled(tmm__n(M, N), 0.0f), *one = tmm__filled((size_t)N, 0.0f);
+        tlens__matmul(all, a, &w, bias, M);
+        for (i = 0; i < M; i++) {
+            tlens__matmul(one, a + tmm__n(i, K), &w, bias, 1);
+            bad += memcmp(one, all + tmm__n(i, N), (size_t)N * sizeof(float)) != 0;
+        }
+        TT_CHECK_INT(bad, 0);
+        free((void *)w.data);
+        free(a);
+        free(bias);
+        free(all);
+        free(one);
     }
-    TT_CHECK_INT(bad, 0);
-    free((void *)w.data);
-    free(a);
-    free(bias);
-    free(all);
-    free(one);
 }
 
 /* A product with a range of W's rows (one head's part of W_O), with a row
  * stride larger than the row: against a reference from tlens__mat_get. */
 static void test_matmul_rows_of_w(void) {
     static const int cases[][4] = { /* M, K_begin, K_count, lda */
-        {1, 64, 64, 768}, {5, 3, 130, 140}, {30, 0, 300, 300}, {13, 299, 1, 5}, {2, 7, 0, 1}};
+        {1, 64, 64, 768}, {5, 3, 130, 140}, {30, 0, 300, 300}, {13, 299, 1, 5}, {2, 7, 0, 1},
+        {30, 0, 300, 1024}, {40, 5, 290, 2048}}; /* the last two: packed tiles */
     const int K = 300, N = 70;
     tlens__mat w = tmm__random_mat(K, N, TLENS_BF16);
     float *bias = tmm__random((size_t)N);
