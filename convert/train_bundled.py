@@ -34,7 +34,9 @@ itself does; half of those spans are text, half are tokens drawn at random
 from the whole corpus, which nothing but copying predicts. On a corpus this small and a run this
 short, that is what makes in-context copying common enough for the model to
 form the induction heads that interpretability work looks for; the other
-windows are plain running text.
+windows are plain running text. --copy-frac F makes a share F of every
+batch "copy windows" instead: nothing but spans of 8 to 48 tokens drawn
+uniformly from the training vocabulary, each followed by a second copy.
 """
 import argparse
 import json
@@ -51,6 +53,14 @@ import time
 # PyTorch's OpenMP threads spin while they wait unless told otherwise; on a
 # machine with other work running that makes training several times slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Each step allocates logits and their gradients of some 160 MB; glibc hands
+# blocks that large back to the kernel when they are freed and maps them
+# anew, and the kernel's zeroing of those pages took as long as the
+# arithmetic. Keep freed memory in the process instead (re-executing, since
+# malloc reads its tunables at start-up).
+if __name__ == "__main__" and "GLIBC_TUNABLES" not in os.environ:
+    os.environ["GLIBC_TUNABLES"] = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=68719476736"
+    os.execv(sys.executable, [sys.executable] + sys.argv)
 
 import torch
 import torch.nn as nn
@@ -296,12 +306,34 @@ def batch(data, n, ctx, repeat_frac, gen):
     return x[:, :-1], x[:, 1:]
 
 
+def copies(data, n, ctx, gen):
+    """n windows made only of spans of tokens drawn from `data`, each span
+    (8 to 48 tokens, fewer for short windows) followed by a second copy of
+    itself: half of every window is predictable by copying and by nothing
+    else."""
+    rows = []
+    for _ in range(n):
+        row = [torch.tensor([EOT])]
+        filled = 0
+        while filled < ctx:
+            span = int(torch.randint(8, max(9, min(49, ctx // 4 + 1)), (1,), generator=gen))
+            a = data[torch.randint(0, len(data), (span,), generator=gen)]
+            row += [a, a]
+            filled += 2 * span
+        rows.append(torch.cat(row)[:ctx + 1])
+    x = torch.stack(rows)                      # (n, ctx + 1)
+    return x[:, :-1], x[:, 1:]
+
+
 @torch.no_grad()
-def copy_gain(model, data, gen, span=40):
-    """Mean loss on the first and on the second copy of a random span
-    repeated right after itself: an induction head makes the second low."""
+def copy_gain(model, data, gen, span=40, random_tokens=False):
+    """Mean loss on the first and on the second copy of a span repeated
+    right after itself (a passage of text, or tokens drawn at random from
+    the corpus): an induction head makes the second low."""
     s = int(torch.randint(0, len(data) - span, (1,), generator=gen))
     a = data[s:s + span]
+    if random_tokens:
+        a = data[torch.randint(0, len(data), (span,), generator=gen)]
     seq = torch.cat([torch.tensor([EOT]), a, a])
     nll = model.loss(seq[None, :-1], seq[None, 1:], reduction="none")
     return nll[:span].mean().item(), nll[span:].mean().item()
@@ -336,6 +368,10 @@ def sample(model, prompt, n, gen, temperature=0.8, ctx=256):
 
 
 def train(model, data, args, log):
+    # the tokens of copy windows: every token of the training text equally
+    # often, so a copied token is one the context alone cannot predict
+    pool = model.seen[model.seen != EOT]
+    pool = pool[torch.randint(0, len(pool), (1 << 20,), generator=torch.Generator().manual_seed(args.seed))]
     decay = [p for n, p in model.named_parameters() if p.dim() == 2 and "wpe" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.dim() == 2 and "wpe" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
@@ -348,7 +384,11 @@ def train(model, data, args, log):
         cos = 0.5 * (1 + math.cos(math.pi * step / args.steps))
         for g in opt.param_groups:
             g["lr"] = args.lr * warm * (0.1 + 0.9 * cos)
-        x, y = batch(data, args.batch, args.ctx, args.repeat, gen)
+        n_copy = args.batch if step < args.copy_steps else int(round(args.copy_frac * args.batch))
+        parts = [copies(pool, n_copy, args.ctx, gen)] if n_copy else []
+        if n_copy < args.batch:
+            parts.append(batch(data, args.batch - n_copy, args.ctx, args.repeat, gen))
+        x, y = (torch.cat([p[i] for p in parts]) for i in (0, 1))
         loss = model.loss(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -358,8 +398,12 @@ def train(model, data, args, log):
         if step % 50 == 0 or step == args.steps - 1:
             el = time.time() - t0
             first, second = copy_gain(model, data, gen)
-            log("step %5d/%d  loss %.3f  repeated span: %.2f -> %.2f  %.0f s, %.0f s left" %
-                (step, args.steps, smooth, first, second, el, el / (step + 1) * (args.steps - step - 1)))
+            rfirst, rsecond = copy_gain(model, pool, gen, random_tokens=True)
+            log("step %5d/%d  loss %.3f  repeated text: %.2f -> %.2f  random: %.2f -> %.2f  %.0f s, %.0f s left" %
+                (step, args.steps, smooth, first, second, rfirst, rsecond, el,
+                 el / (step + 1) * (args.steps - step - 1)))
+        if args.save_every and step and step % args.save_every == 0:
+            write_hf_folder(args.out + ".step%d" % step, model, args, args.tokenizer)
     return smooth, time.time() - t0
 
 
@@ -378,6 +422,11 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--repeat", type=float, default=0.5)
+    ap.add_argument("--copy-steps", type=int, default=0,
+                    help="train the first N steps on repeated random spans only")
+    ap.add_argument("--copy-frac", type=float, default=0.0,
+                    help="share of every later batch made of repeated random spans")
+    ap.add_argument("--save-every", type=int, default=0, help="write a checkpoint every N steps")
     ap.add_argument("--heldout-every", type=int, default=25)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1611)
