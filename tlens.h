@@ -3268,10 +3268,12 @@ static int tlens__json_get(const tlens__json *j, int obj, const char *key) {
  * M = 1 (one token with a key/value cache) is a matrix-vector product,
  *   bound by memory bandwidth: work items are single panels, so each
  *   thread reads its contiguous part of W once, in memory order. The
- *   activation x activation products of attention (tlens__gemm_nt:
- *   scores = q k^T, tlens__gemm_nn: z = pattern v) run on the same
- *   micro-kernel, with blocks of the right operand copied into panel form
- *   on the stack where needed.
+ *   activation x activation products of attention run on the same
+ *   micro-kernel: scores = q k^T as a product with the layer's keys,
+ *   packed once per layer like a weight matrix (tlens__pack_keys), and
+ *   z = pattern v with tlens__gemm_nn, which copies blocks of its right
+ *   operand into panel form on the stack where needed (tlens__gemm_nt, the
+ *   same for a transposed right operand, is kept for tests and benchmarks).
  *
  * INSTRUCTION SETS
  *   A small macro layer (vector type, load, store, broadcast, fma, sum, and
@@ -3869,13 +3871,13 @@ static void tlens__matmul_rows(float *out, const float *a, int lda, const tlens_
     if (M == 1) {
         /* A matrix-vector product, bound by memory bandwidth: each thread
          * streams one contiguous part of W, which memory serves best. */
-#pragma omp parallel for schedule(static) if ((double)k_count * w->N >= TLENS__PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if ((double)k_count * w->N >= TLENS__PARALLEL_MIN && !omp_in_parallel())
         for (item = 0; item < items; item++) tlens__matmul_item(&job, item);
         return;
     }
     /* Dynamic: threads slowed down (by other programs, or by edge items)
      * take fewer items. */
-#pragma omp parallel for schedule(dynamic) if ((double)M * k_count * w->N >= TLENS__PARALLEL_MIN)
+#pragma omp parallel for schedule(dynamic) if ((double)M * k_count * w->N >= TLENS__PARALLEL_MIN && !omp_in_parallel())
 #endif
     for (item = 0; item < items; item++) tlens__matmul_item(&job, item);
 }
@@ -5539,6 +5541,7 @@ struct tlens_ctx {
     int B, T;
     float *embed, *pos_embed, *resid, *ln_in, *ln_mean, *ln_scale, *ln_out;
     float *qkv, *q, *k, *v, *att, *z, *result, *attn_out;
+    float *keys_packed;     /* (B, H) x this layer's keys / attn_scale, packed: tlens__pack_keys */
     float *mlp_pre, *mlp_post, *mlp_out, *logits;
     float *head_in[4];      /* optional per-head inputs: attn_in, q, k, v */
     int head_inputs_edited;
@@ -5939,11 +5942,14 @@ static int tlens__area_piece(size_t *off, size_t a, size_t b, size_t width) {
 /* The area's products of three or four sizes (B and T come from the
  * caller, the rest from a file): B*T rows, the attention scores and, with
  * the optional hooks, a copy of the input per head. 0 when one overflows. */
-static int tlens__area_terms(const tlens_ctx *ctx, int B, int T, size_t *BT, size_t *att, size_t *per_head) {
+static int tlens__area_terms(const tlens_ctx *ctx, int B, int T, size_t *BT, size_t *att, size_t *per_head,
+                             size_t *keys) {
     const tlens_config *c = &ctx->m->cfg;
-    size_t NS = (size_t)ctx->kv_len + (size_t)T, H = (size_t)c->n_heads;
+    size_t NS = (size_t)ctx->kv_len + (size_t)T, H = (size_t)c->n_heads, panels = NS / TLENS__PANEL + 1;
     if (!tlens__mul_ok((size_t)B, (size_t)T, BT) ||
-        !tlens__mul_ok(ctx->optional_hooks ? H : 0, (size_t)c->d_model, per_head))
+        !tlens__mul_ok(ctx->optional_hooks ? H : 0, (size_t)c->d_model, per_head) ||
+        !tlens__mul_ok((size_t)B, H, keys) || !tlens__mul_ok(*keys, panels * TLENS__PANEL, keys) ||
+        !tlens__mul_ok(*keys, (size_t)c->d_head, keys))
         return 0;
     if (!ctx->any_attn_materialized) return tlens__mul_ok((size_t)tlens__threads() * TLENS__ATTN_ROWS, NS, att);
     return tlens__mul_ok((size_t)B, H, att) && tlens__mul_ok(*att, (size_t)T, att) && tlens__mul_ok(*att, NS, att);
@@ -5953,8 +5959,8 @@ static int tlens__area_terms(const tlens_ctx *ctx, int B, int T, size_t *BT, siz
  * Returns its size in floats, 0 when it overflows size_t. */
 static size_t tlens__area_layout(tlens_ctx *ctx, int B, int T, float *base) {
     const tlens_config *c = &ctx->m->cfg;
-    size_t BT, att, per_head, D = (size_t)c->d_model, M = (size_t)c->d_mlp, off = 0;
-    if (!tlens__area_terms(ctx, B, T, &BT, &att, &per_head)) return 0;
+    size_t BT, att, per_head, keys, D = (size_t)c->d_model, M = (size_t)c->d_mlp, off = 0;
+    if (!tlens__area_terms(ctx, B, T, &BT, &att, &per_head, &keys)) return 0;
 #define TLENS__PLACE(ptr, a, b, type) do { \
         if (base) ctx->ptr = (type *)(void *)(base + off); \
         if (!tlens__area_piece(&off, a, b, sizeof(type))) return 0; \
@@ -5975,6 +5981,7 @@ static size_t tlens__area_layout(tlens_ctx *ctx, int B, int T, float *base) {
     TLENS__PLACE(k, BT, D, float);
     TLENS__PLACE(v, BT, D, float);
     TLENS__PLACE(att, att, 1, float);
+    TLENS__PLACE(keys_packed, keys, 1, float);
     TLENS__PLACE(z, BT, D, float);
     TLENS__PLACE(result, BT, per_head, float);
     TLENS__PLACE(attn_out, BT, D, float);
@@ -6065,19 +6072,57 @@ static float *tlens__values(const tlens_ctx *ctx, int l, int b) {
     return ctx->v + (size_t)b * (size_t)ctx->T * D;
 }
 
-/* Rows i0 .. i0+R-1 of one (batch, head)'s attention. S is (R, ld) with
- * ld >= P + i0 + R. Step 1: S = q k^T / attn_scale over keys 0 .. n-1 with
- * n = P + i0 + R (n = ld when `full`, TransformerLens' whole tensor). Step
- * 2: padding keys and (when `full`) future keys become -inf. The softmax
- * and z = S v (steps 3 and 4) are in tlens__attn_softmax_z. */
-static void tlens__attn_scores(const tlens_ctx *ctx, int l, int b, int h, int i0, int R, float *S, int ld,
-                               float inv_scale, int full) {
+/* Step 0: the keys of layer l, divided by attn_scale, in the packed
+ * weight layout (3.5) for each (batch, head): a (d_head, n_keys) matrix
+ * whose 32-key panels hold d_head rows of 32. Every block of queries then
+ * multiplies them in place, where copying the keys it needs into panel
+ * form each time cost a fifth of the scores' time. The scores are those of
+ * q . (k / attn_scale), summed in the same order either way. */
+static void tlens__pack_keys(tlens_ctx *ctx, int l, float inv_scale) {
     const tlens_config *c = &ctx->m->cfg;
-    int T = ctx->T, P = ctx->kv_len, D = c->d_model, dh = c->d_head, n = full ? ld : P + i0 + R, i, j;
+    int H = c->n_heads, dh = c->d_head, NS = ctx->kv_len + ctx->T, bh;
+    int panels = NS / TLENS__PANEL + 1;
+    size_t D = (size_t)c->d_model;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (ctx->B * H > 1 && (double)NS * (double)D >= 65536.0)
+#endif
+    for (bh = 0; bh < ctx->B * H; bh++) {
+        const float *keys = tlens__keys(ctx, l, bh / H) + (size_t)(bh % H) * (size_t)dh;
+        float *dst = ctx->keys_packed + (size_t)bh * (size_t)panels * TLENS__PANEL * (size_t)dh;
+        int p, d, j;
+        for (p = 0; p < panels; p++)
+            for (d = 0; d < dh; d++, dst += TLENS__PANEL)
+                for (j = 0; j < TLENS__PANEL; j++) {
+                    int key = p * TLENS__PANEL + j;
+                    dst[j] = key < NS ? inv_scale * keys[(size_t)key * D + (size_t)d] : 0.0f;
+                }
+    }
+}
+
+/* Keys 0 .. n-1 of (batch b, head h), packed, as a matrix for tlens__matmul. */
+static tlens__mat tlens__packed_keys(const tlens_ctx *ctx, int b, int h, int n) {
+    const tlens_config *c = &ctx->m->cfg;
+    size_t panels = (size_t)(ctx->kv_len + ctx->T) / TLENS__PANEL + 1;
+    tlens__mat keys;
+    keys.data = ctx->keys_packed + ((size_t)b * (size_t)c->n_heads + (size_t)h) * panels * TLENS__PANEL * (size_t)c->d_head;
+    keys.K = c->d_head;
+    keys.N = n;
+    keys.dtype = TLENS_F32;
+    return keys;
+}
+
+/* Rows i0 .. i0+R-1 of one (batch, head)'s attention, over keys 0 .. n-1:
+ * n = P + i0 + R, the keys they can see, or, when `full`, all P + T keys
+ * (TransformerLens' whole tensor). S is (R, n). Step 1: S = q k^T /
+ * attn_scale. Step 2: padding keys and (when `full`) future keys become
+ * -inf. The softmax and z = S v (steps 3 and 4) follow. */
+static void tlens__attn_scores(const tlens_ctx *ctx, int b, int h, int i0, int R, float *S, int full) {
+    const tlens_config *c = &ctx->m->cfg;
+    int T = ctx->T, P = ctx->kv_len, D = c->d_model, dh = c->d_head, n = full ? P + T : P + i0 + R, ld = n, i, j;
     const float *q = ctx->q + ((size_t)b * (size_t)T + (size_t)i0) * (size_t)D + (size_t)h * (size_t)dh;
-    const float *k = tlens__keys(ctx, l, b) + (size_t)h * (size_t)dh;
     const unsigned char *visible = ctx->key_mask ? ctx->key_mask + (size_t)b * (size_t)ctx->mask_stride : NULL;
-    tlens__gemm_nt(S, ld, q, D, k, D, R, n, dh, inv_scale);
+    tlens__mat keys = tlens__packed_keys(ctx, b, h, n);
+    tlens__matmul_rows(S, q, D, &keys, 0, dh, NULL, R);
     for (i = 0; i < R; i++) {
         float *row = S + (size_t)i * (size_t)ld;
         if (visible)
@@ -6118,29 +6163,30 @@ static int tlens__attention(tlens_ctx *ctx, int l) {
     int p_scores = tlens__block_point(ctx, l, TLENS__HP_ATTN_SCORES);
     int full = ctx->points[p_scores].active || ctx->points[p_scores + 1].active;
     float attn_scale = sqrtf((float)c->d_head) * (c->scale_attn_by_inverse_layer_idx ? (float)(l + 1) : 1.0f);
-    float inv_scale = 1.0f / attn_scale;
     size_t block = (size_t)T * (size_t)NS;
     int blocks = (T + TLENS__ATTN_ROWS - 1) / TLENS__ATTN_ROWS, jobs = B * H * blocks;
+    tlens__pack_keys(ctx, l, 1.0f / attn_scale);
     if (!full) {
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic) if (jobs > 1 && (double)T * NS * c->d_head >= 65536.0)
 #endif
         for (job = 0; job < jobs; job++) {
             int bh = job / blocks, i0 = (job % blocks) * TLENS__ATTN_ROWS, R = T - i0 < TLENS__ATTN_ROWS ? T - i0 : TLENS__ATTN_ROWS;
+            int n = ctx->kv_len + i0 + R; /* the keys these rows see; S is (R, n) */
 #ifdef _OPENMP
             float *S = ctx->att + (size_t)omp_get_thread_num() * TLENS__ATTN_ROWS * (size_t)NS;
 #else
             float *S = ctx->att;
 #endif
-            tlens__attn_scores(ctx, l, bh / H, bh % H, i0, R, S, NS, inv_scale, 0);
-            tlens__attn_softmax(ctx, i0, R, S, NS, 0);
-            tlens__attn_z(ctx, l, bh / H, bh % H, i0, R, S, NS, 0);
+            tlens__attn_scores(ctx, bh / H, bh % H, i0, R, S, 0);
+            tlens__attn_softmax(ctx, i0, R, S, n, 0);
+            tlens__attn_z(ctx, l, bh / H, bh % H, i0, R, S, n, 0);
         }
         return 0;
     }
     for (b = 0; b < B; b++)
         for (h = 0; h < H; h++)
-            tlens__attn_scores(ctx, l, b, h, 0, T, ctx->att + ((size_t)b * (size_t)H + (size_t)h) * block, NS, inv_scale, 1);
+            tlens__attn_scores(ctx, b, h, 0, T, ctx->att + ((size_t)b * (size_t)H + (size_t)h) * block, 1);
     TLENS__HOOK(ctx, p_scores, ctx->att, 4, B, H, T, NS);
     for (b = 0; b < B * H; b++) tlens__attn_softmax(ctx, 0, T, ctx->att + (size_t)b * block, NS, 1);
     TLENS__HOOK(ctx, p_scores + 1, ctx->att, 4, B, H, T, NS);
