@@ -404,6 +404,8 @@ def train(model, data, args, log):
                  el / (step + 1) * (args.steps - step - 1)))
         if args.save_every and step and step % args.save_every == 0:
             write_hf_folder(args.out + ".step%d" % step, model, args, args.tokenizer)
+        if args.stop_after and step >= args.stop_after:
+            break
     return smooth, time.time() - t0
 
 
@@ -427,6 +429,8 @@ def main():
     ap.add_argument("--copy-frac", type=float, default=0.0,
                     help="share of every later batch made of repeated random spans")
     ap.add_argument("--save-every", type=int, default=0, help="write a checkpoint every N steps")
+    ap.add_argument("--stop-after", type=int, default=0,
+                    help="stop after step N of the --steps schedule (its learning rate unchanged)")
     ap.add_argument("--heldout-every", type=int, default=25)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1611)
