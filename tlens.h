@@ -5856,6 +5856,17 @@ static void tlens__activation(float *out, const float *x, size_t n, int act) {
     }
 }
 
+/* The activation of a (rows, M) matrix, rows on the threads (elementwise:
+ * the same values however it is split). */
+static void tlens__activation_rows(float *out, const float *x, int rows, int M, int act) {
+    int r;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)rows * M >= 65536.0 && !omp_in_parallel())
+#endif
+    for (r = 0; r < rows; r++)
+        tlens__activation(out + (size_t)r * (size_t)M, x + (size_t)r * (size_t)M, (size_t)M, act);
+}
+
 /* Softmax of row[0..n) in place; a row of -inf only becomes zeros (as
  * TransformerLens turns the NaNs of fully masked rows into zeros). */
 static void tlens__softmax(float *row, int n) {
@@ -6039,10 +6050,23 @@ static int tlens__embed(tlens_ctx *ctx, const int32_t *tokens) {
  * between the statistics and the division, as TransformerLens does: an
  * edited scale is what the input is divided by. */
 static int tlens__layernorm(tlens_ctx *ctx, const float *x, const float *w, const float *b, int scale_point) {
-    int B = ctx->B, T = ctx->T, D = ctx->m->cfg.d_model;
-    tlens__layernorm_stats(x, ctx->ln_mean, ctx->ln_scale, B * T, D, ctx->m->cfg.eps);
+    int B = ctx->B, T = ctx->T, D = ctx->m->cfg.d_model, BT = B * T, r;
+    float eps = ctx->m->cfg.eps;
+    /* Rows are independent: blocks of 8 on the threads (a pass left on one
+     * thread kept the other waiting for some 3% of a T=128 forward). */
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)BT * D >= 65536.0 && !omp_in_parallel())
+#endif
+    for (r = 0; r < BT; r += 8)
+        tlens__layernorm_stats(x + (size_t)r * (size_t)D, ctx->ln_mean + r, ctx->ln_scale + r,
+                               tlens__min_int(8, BT - r), D, eps);
     TLENS__HOOK(ctx, scale_point, ctx->ln_scale, 3, B, T, 1, 0);
-    tlens__layernorm_apply(x, ctx->ln_mean, ctx->ln_scale, w, b, ctx->ln_out, B * T, D);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if ((double)BT * D >= 65536.0 && !omp_in_parallel())
+#endif
+    for (r = 0; r < BT; r += 8)
+        tlens__layernorm_apply(x + (size_t)r * (size_t)D, ctx->ln_mean + r, ctx->ln_scale + r, w, b,
+                               ctx->ln_out + (size_t)r * (size_t)D, tlens__min_int(8, BT - r), D);
     TLENS__HOOK(ctx, scale_point + 1, ctx->ln_out, 3, B, T, D, 0);
     return 0;
 }
@@ -6343,7 +6367,7 @@ static int tlens__block_forward(tlens_ctx *ctx, int l) {
     if ((r = tlens__layernorm(ctx, ln2_src, w->ln2_w, w->ln2_b, p + TLENS__HP_LN2_SCALE))) return r;
     tlens__matmul(ctx->mlp_pre, ctx->ln_out, &w->W_in, w->b_in, BT);            /* (B*T, M) */
     TLENS__HOOK(ctx, p + TLENS__HP_MLP_PRE, ctx->mlp_pre, 3, B, T, M, 0);
-    tlens__activation(ctx->mlp_post, ctx->mlp_pre, (size_t)BT * (size_t)M, m->cfg.act_fn); /* (B*T, M) */
+    tlens__activation_rows(ctx->mlp_post, ctx->mlp_pre, BT, M, m->cfg.act_fn); /* (B*T, M) */
     TLENS__HOOK(ctx, p + TLENS__HP_MLP_POST, ctx->mlp_post, 3, B, T, M, 0);
     tlens__matmul(ctx->mlp_out, ctx->mlp_post, &w->W_out, w->b_out, BT);       /* (B*T, D) */
     TLENS__HOOK(ctx, p + TLENS__HP_MLP_OUT, ctx->mlp_out, 3, B, T, D, 0);
