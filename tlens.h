@@ -3272,8 +3272,7 @@ static int tlens__json_get(const tlens__json *j, int obj, const char *key) {
  *   micro-kernel: scores = q k^T as a product with the layer's keys,
  *   packed once per layer like a weight matrix (tlens__pack_keys), and
  *   z = pattern v with tlens__gemm_nn, which copies blocks of its right
- *   operand into panel form on the stack where needed (tlens__gemm_nt, the
- *   same for a transposed right operand, is kept for tests and benchmarks).
+ *   operand into panel form on the stack where needed.
  *
  * INSTRUCTION SETS
  *   A small macro layer (vector type, load, store, broadcast, fma, sum, and
@@ -3586,19 +3585,6 @@ TLENS__MAYBE_UNUSED static void tlens__matmul_ref(float *out, const float *a,
         }
 }
 
-TLENS__MAYBE_UNUSED static void tlens__gemm_nt_ref(float *c, int ldc, const float *a, int lda,
-                                                   const float *b, int ldb, int M, int N, int K,
-                                                   float alpha) {
-    int i, j, k;
-    for (i = 0; i < M; i++)
-        for (j = 0; j < N; j++) {
-            float acc = 0.0f;
-            for (k = 0; k < K; k++)
-                acc += a[(size_t)i * (size_t)lda + (size_t)k] * b[(size_t)j * (size_t)ldb + (size_t)k];
-            c[(size_t)i * (size_t)ldc + (size_t)j] = alpha * acc;
-        }
-}
-
 TLENS__MAYBE_UNUSED static void tlens__gemm_nn_ref(float *c, int ldc, const float *a, int lda,
                                                    const float *b, int ldb, int M, int N, int K) {
     int i, j, k;
@@ -3888,12 +3874,13 @@ static void tlens__matmul(float *out, const float *a, const tlens__mat *w, const
     tlens__matmul_rows(out, a, w->K, w, 0, w->K, bias, M);
 }
 
-/* Activation x activation products for attention. The right operand is not
- * packed, so blocks of it are copied into panel form (KC x KCOLS floats,
- * 32 KB at most, on the stack) where the kernel cannot read it in place.
+/* The activation x activation product z = pattern @ v. The right operand
+ * is not packed, so blocks of it are copied into panel form (KC x KCOLS
+ * floats, 32 KB at most, on the stack) where the kernel cannot read it in
+ * place (a last block narrower than KCOLS).
  * Work items and determinism as for tlens__matmul. Called inside an
- * enclosing OpenMP parallel region (attention split by head, say) they
- * run on the calling thread. */
+ * enclosing OpenMP parallel region (attention split by head, say) it runs
+ * on the calling thread. */
 typedef struct tlens__gemm_job {
     float *c;
     size_t ldc;
@@ -3902,8 +3889,6 @@ typedef struct tlens__gemm_job {
     const float *b;
     size_t ldb;
     int K;
-    int transposed; /* b is N x K (gemm_nt), else K x N (gemm_nn)       */
-    float alpha;    /* gemm_nt's scale, applied to b as it is copied     */
 } tlens__gemm_job;
 
 /* buf[k][j] = b[k0 + k][col + j] for j < cols, zero for cols <= j < KCOLS. */
@@ -3914,17 +3899,6 @@ static void tlens__copy_block_nn(float *buf, const tlens__gemm_job *job, int k0,
     for (k = 0; k < kc; k++)
         memcpy(buf + (size_t)k * TLENS__KCOLS, job->b + (size_t)(k0 + k) * job->ldb + (size_t)col,
                (size_t)cols * sizeof(float));
-}
-
-/* buf[k][j] = alpha * b[col + j][k0 + k]: the block of b transposed. */
-static void tlens__copy_block_nt(float *buf, const tlens__gemm_job *job, int k0, int kc, int col,
-                                 int cols) {
-    int j, k;
-    memset(buf, 0, (size_t)kc * TLENS__KCOLS * sizeof(float));
-    for (j = 0; j < cols; j++) {
-        const float *row = job->b + (size_t)(col + j) * job->ldb + (size_t)k0;
-        for (k = 0; k < kc; k++) buf[(size_t)k * TLENS__KCOLS + (size_t)j] = job->alpha * row[k];
-    }
 }
 
 /* One work item: rows [row0, row0 + rows) x columns [col0, col0 + cols). */
@@ -3942,11 +3916,7 @@ static void tlens__gemm_item(const tlens__gemm_job *job, int row0, int rows, int
         t.a = job->a + (size_t)row0 * job->lda + (size_t)k0;
         for (col = col0; col < col0 + cols; col += TLENS__KCOLS) {
             int width = tlens__min_int(TLENS__KCOLS, col0 + cols - col);
-            if (job->transposed) {
-                tlens__copy_block_nt(buf, job, k0, t.kc, col, width);
-                t.b = buf;
-                t.ldb = TLENS__KCOLS;
-            } else if (width < TLENS__KCOLS) {
+            if (width < TLENS__KCOLS) {
                 tlens__copy_block_nn(buf, job, k0, t.kc, col, width);
                 t.b = buf;
                 t.ldb = TLENS__KCOLS;
@@ -3983,7 +3953,7 @@ static void tlens__gemm(const tlens__gemm_job *job, int M, int N) {
 }
 
 static tlens__gemm_job tlens__gemm_args(float *c, int ldc, const float *a, int lda, const float *b,
-                                        int ldb, int K, int transposed, float alpha) {
+                                        int ldb, int K) {
     tlens__gemm_job job;
     job.c = c;
     job.ldc = (size_t)ldc;
@@ -3992,50 +3962,13 @@ static tlens__gemm_job tlens__gemm_args(float *c, int ldc, const float *a, int l
     job.b = b;
     job.ldb = (size_t)ldb;
     job.K = K;
-    job.transposed = transposed;
-    job.alpha = alpha;
     return job;
-}
-
-/* sum of x[k] * y[k], vectorised along k. */
-static float tlens__dot(const float *x, const float *y, int n) {
-    tlens__vf acc0 = TLENS__V_ZERO(), acc1 = TLENS__V_ZERO();
-    float sum;
-    int k = 0;
-    for (; k + 2 * TLENS__VW <= n; k += 2 * TLENS__VW) {
-        acc0 = TLENS__V_FMA(TLENS__V_LOAD(x + k), TLENS__V_LOAD(y + k), acc0);
-        acc1 = TLENS__V_FMA(TLENS__V_LOAD(x + k + TLENS__VW), TLENS__V_LOAD(y + k + TLENS__VW), acc1);
-    }
-    for (; k + TLENS__VW <= n; k += TLENS__VW)
-        acc0 = TLENS__V_FMA(TLENS__V_LOAD(x + k), TLENS__V_LOAD(y + k), acc0);
-    sum = TLENS__V_SUM(acc0) + TLENS__V_SUM(acc1);
-    for (; k < n; k++) sum += x[k] * y[k];
-    return sum;
-}
-
-/* c (M x N) = alpha * a (M x K) @ b (N x K)^T: attention scores q k^T.
- * Few rows (decoding with a key/value cache) are plain dot products;
- * otherwise alpha is applied to b as its blocks are copied. */
-TLENS__MAYBE_UNUSED static void tlens__gemm_nt(float *c, int ldc, const float *a, int lda,
-                                               const float *b, int ldb, int M, int N, int K,
-                                               float alpha) {
-    tlens__gemm_job job;
-    if (M < 4) {
-        int i, j;
-        for (i = 0; i < M; i++)
-            for (j = 0; j < N; j++)
-                c[(size_t)i * (size_t)ldc + (size_t)j] =
-                    alpha * tlens__dot(a + (size_t)i * (size_t)lda, b + (size_t)j * (size_t)ldb, K);
-        return;
-    }
-    job = tlens__gemm_args(c, ldc, a, lda, b, ldb, K, 1, alpha);
-    tlens__gemm(&job, M, N);
 }
 
 /* c (M x N) = a (M x K) @ b (K x N): z = pattern @ v. */
 TLENS__MAYBE_UNUSED static void tlens__gemm_nn(float *c, int ldc, const float *a, int lda,
                                                const float *b, int ldb, int M, int N, int K) {
-    tlens__gemm_job job = tlens__gemm_args(c, ldc, a, lda, b, ldb, K, 0, 1.0f);
+    tlens__gemm_job job = tlens__gemm_args(c, ldc, a, lda, b, ldb, K);
     tlens__gemm(&job, M, N);
 }
 
@@ -5641,6 +5574,36 @@ static int tlens__post_point(const tlens_ctx *ctx, int kind) {
     return TLENS__HP_GLOBAL_PRE + ctx->m->cfg.n_layers * TLENS__HP_PER_BLOCK + kind;
 }
 
+/* One token's row of point i, from the model's shape: its dimensions into
+ * shape, their number returned (0 for hook_tokens), or -1 for
+ * attn_scores / pattern, whose key axis gives no row per token. */
+TLENS__MAYBE_UNUSED static int tlens__point_row_shape(const tlens_ctx *ctx, int i, int *shape) {
+    const tlens_config *c = &ctx->m->cfg;
+    int first_post = TLENS__HP_GLOBAL_PRE + c->n_layers * TLENS__HP_PER_BLOCK;
+    shape[0] = c->d_model;
+    if (i == TLENS__HP_TOKENS) return 0;
+    if (i < TLENS__HP_GLOBAL_PRE) return 1;
+    if (i >= first_post) {
+        if (i - first_post == TLENS__HP_LNF_SCALE) shape[0] = 1;
+        return 1;
+    }
+    switch ((i - TLENS__HP_GLOBAL_PRE) % TLENS__HP_PER_BLOCK) {
+    case TLENS__HP_ATTN_SCORES: case TLENS__HP_PATTERN: return -1;
+    case TLENS__HP_LN1_SCALE: case TLENS__HP_LN2_SCALE: shape[0] = 1; return 1;
+    case TLENS__HP_MLP_PRE: case TLENS__HP_MLP_POST: shape[0] = c->d_mlp; return 1;
+    case TLENS__HP_Q: case TLENS__HP_K: case TLENS__HP_V: case TLENS__HP_Z:
+        shape[0] = c->n_heads;
+        shape[1] = c->d_head;
+        return 2;
+    case TLENS__HP_ATTN_IN: case TLENS__HP_Q_INPUT: case TLENS__HP_K_INPUT: case TLENS__HP_V_INPUT:
+    case TLENS__HP_RESULT:
+        shape[0] = c->n_heads;
+        shape[1] = c->d_model;
+        return 2;
+    default: return 1;
+    }
+}
+
 static int tlens__hook_matches(const tlens__hook *h, const char *name) {
     return h->pattern ? tlens__glob(h->pattern, name) : h->filter(name, h->filter_user);
 }
@@ -7084,36 +7047,6 @@ struct tlens_collector {
     int32_t *row_index;         /* (n_ctx): one sequence's prompt_index rows */
     size_t rows;
 };
-
-/* One token's row of point i, from the model's shape: its dimensions into
- * shape, their number returned (0 for hook_tokens), or -1 for
- * attn_scores / pattern, whose key axis gives no row per token. */
-static int tlens__point_row_shape(const tlens_ctx *ctx, int i, int *shape) {
-    const tlens_config *c = &ctx->m->cfg;
-    int first_post = TLENS__HP_GLOBAL_PRE + c->n_layers * TLENS__HP_PER_BLOCK;
-    shape[0] = c->d_model;
-    if (i == TLENS__HP_TOKENS) return 0;
-    if (i < TLENS__HP_GLOBAL_PRE) return 1;
-    if (i >= first_post) {
-        if (i - first_post == TLENS__HP_LNF_SCALE) shape[0] = 1;
-        return 1;
-    }
-    switch ((i - TLENS__HP_GLOBAL_PRE) % TLENS__HP_PER_BLOCK) {
-    case TLENS__HP_ATTN_SCORES: case TLENS__HP_PATTERN: return -1;
-    case TLENS__HP_LN1_SCALE: case TLENS__HP_LN2_SCALE: shape[0] = 1; return 1;
-    case TLENS__HP_MLP_PRE: case TLENS__HP_MLP_POST: shape[0] = c->d_mlp; return 1;
-    case TLENS__HP_Q: case TLENS__HP_K: case TLENS__HP_V: case TLENS__HP_Z:
-        shape[0] = c->n_heads;
-        shape[1] = c->d_head;
-        return 2;
-    case TLENS__HP_ATTN_IN: case TLENS__HP_Q_INPUT: case TLENS__HP_K_INPUT: case TLENS__HP_V_INPUT:
-    case TLENS__HP_RESULT:
-        shape[0] = c->n_heads;
-        shape[1] = c->d_model;
-        return 2;
-    default: return 1;
-    }
-}
 
 /* Mark the points `pattern` selects in chosen[]: an exact name, else a glob
  * over the points the context shows that have a row per token. */
@@ -8561,38 +8494,13 @@ TLENS_DEF tlens_result tlens_sae_attach(tlens_ctx *ctx, const tlens_sae *sae, co
  * axis varies); *resid: a point of the residual stream, which
  * center_writing_weights makes mean-free. */
 static int tlens__sae_point_dims(const tlens_ctx *ctx, int i, int dims[2], int *resid) {
-    const tlens_config *c = &ctx->m->cfg;
-    int base = TLENS__HP_GLOBAL_PRE + c->n_layers * TLENS__HP_PER_BLOCK, k;
-    *resid = 0;
-    dims[0] = c->d_model;
-    if (i < TLENS__HP_GLOBAL_PRE) { /* hook_embed, hook_pos_embed: yes; hook_tokens: no */
-        *resid = i != TLENS__HP_TOKENS;
-        return *resid;
-    }
-    if (i >= base) {
-        if (i - base == TLENS__HP_LNF_SCALE) dims[0] = 1;
-        return 1;
-    }
-    k = (i - TLENS__HP_GLOBAL_PRE) % TLENS__HP_PER_BLOCK;
-    switch (k) {
-    case TLENS__HP_RESID_PRE: case TLENS__HP_RESID_MID: case TLENS__HP_RESID_POST:
-    case TLENS__HP_ATTN_OUT: case TLENS__HP_MLP_OUT:
-        *resid = 1;
-        return 1;
-    case TLENS__HP_LN1_SCALE: case TLENS__HP_LN2_SCALE: dims[0] = 1; return 1;
-    case TLENS__HP_MLP_PRE: case TLENS__HP_MLP_POST: dims[0] = c->d_mlp; return 1;
-    case TLENS__HP_Q: case TLENS__HP_K: case TLENS__HP_V: case TLENS__HP_Z:
-        dims[0] = c->n_heads;
-        dims[1] = c->d_head;
-        return 2;
-    case TLENS__HP_ATTN_IN: case TLENS__HP_Q_INPUT: case TLENS__HP_K_INPUT: case TLENS__HP_V_INPUT:
-    case TLENS__HP_RESULT:
-        dims[0] = c->n_heads;
-        dims[1] = c->d_model;
-        return 2;
-    case TLENS__HP_ATTN_SCORES: case TLENS__HP_PATTERN: return 0;
-    default: return 1; /* ln*.hook_normalized, hook_mlp_in: d_model */
-    }
+    int n = tlens__point_row_shape(ctx, i, dims), k = (i - TLENS__HP_GLOBAL_PRE) % TLENS__HP_PER_BLOCK;
+    if (n <= 0) n = 0;
+    if (i < TLENS__HP_GLOBAL_PRE) *resid = n > 0; /* hook_embed, hook_pos_embed */
+    else if (i >= tlens__post_point(ctx, 0)) *resid = 0;
+    else *resid = k == TLENS__HP_RESID_PRE || k == TLENS__HP_RESID_MID || k == TLENS__HP_RESID_POST ||
+                  k == TLENS__HP_ATTN_OUT || k == TLENS__HP_MLP_OUT;
+    return n;
 }
 
 /* Does the SAE's input fit point `host`? Sets *resid as above. */
