@@ -97,7 +97,8 @@ static const int tmm__shapes[][3] = { /* M, K, N */
     {2, 17, 31},   {3, 64, 32},    {3, 1, 1},      {5, 767, 64},  {7, 129, 48},
     {13, 769, 100}, {17, 3, 767},  {17, 768, 768}, {24, 256, 96}, {64, 17, 33},
     {64, 769, 129}, {100, 1, 200}, {389, 300, 161}, {250, 128, 40},
-    {29, 1024, 65}, {13, 3072, 40}, /* rows 4 KB apart: the packed-tile path */
+    {29, 1024, 65}, {13, 3072, 40}, /* rows 4 KB apart: the packed-tile path, */
+    {390, 1024, 1050},               /* with items widened to 8-16 panels */
 };
 
 static void test_matmul_f32_matches_reference(void) {
