@@ -3246,7 +3246,8 @@ static int tlens__json_get(const tlens__json *j, int obj, const char *key) {
  *   the same L1 cache set and evict each other at every step. Then each
  *   tile of activations is copied (MR x KC floats, on the stack) once per
  *   K block and used for all the item's panels, whose blocks then come
- *   from the L2 (tlens__rows_crowd_l1).
+ *   from the L2 (tlens__rows_crowd_l1); items are then made wider (8 to
+ *   16 panels at T = 1024) so that each tile is copied fewer times.
  *
  *   Work items are the unit of OpenMP parallelism (dynamic scheduling:
  *   a thread slowed down by other programs takes fewer); a thread computes
