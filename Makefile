@@ -59,7 +59,7 @@ fetch-gpt2: $(BUILD)/tlens-convert
 demo-gpt2: fetch-gpt2 all
 	sh examples/demo.sh $(BUILD) models/$(GPT2).tlens
 
-# Train the bundled model again (PyTorch and Debian's bible-kjv; ~45 min)
+# Train the bundled model again (PyTorch and Debian's bible-kjv; about 20 min)
 model: $(BUILD)/tlens $(BUILD)/tlens-convert
 	python3 convert/train_bundled.py --out $(BUILD)/kjv-hf
 	$(BUILD)/tlens-convert $(BUILD)/kjv-hf models/kjv.tlens --raw --f16
