@@ -420,7 +420,19 @@ typedef struct tlens_run_options {
      * (the prefill before generating; saves batch * (pos - 1) * d_vocab
      * floats: 200 MB for GPT-2 at 1024 positions). */
     int last_logits_only;
+    /* logits_rows (not NULL): every position's logits are computed but
+     * not kept (tlens_logits is then NULL); they are handed to
+     * logits_rows(logits_user, row0, n, logits) TLENS_LOGITS_BLOCK rows at
+     * a time: rows [row0, row0 + n) of the [batch * pos, d_vocab] logits,
+     * row-major, the same values a plain run keeps. Per-token losses or
+     * top-k over long inputs then hold one block (39 MB for GPT-2), not
+     * batch * pos * d_vocab floats. Ignored with last_logits_only. */
+    void (*logits_rows)(void *logits_user, int row0, int n, const float *logits);
+    void *logits_user;
 } tlens_run_options;
+
+/* Rows of logits per call of tlens_run_options.logits_rows. */
+#define TLENS_LOGITS_BLOCK 192
 
 TLENS_API tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens,
                                     int batch, int pos,
@@ -5497,6 +5509,8 @@ struct tlens_ctx {
     int head_inputs_edited;
     int32_t *tokens;        /* ids after an edit at hook_tokens */
     int last_logits_only;   /* this run keeps one position of logits */
+    void (*logits_rows)(void *, int, int, const float *); /* this run streams its logits */
+    void *logits_user;
     int *positions;         /* (B, T) position of each token */
     tlens_tensor logits_tensor, resid_tensor;
     /* the key/value cache: (n_layers, B, kv_cap, D) each */
@@ -5979,7 +5993,8 @@ static size_t tlens__area_layout(tlens_ctx *ctx, int B, int T, float *base) {
     TLENS__PLACE(mlp_pre, BT, M, float);
     TLENS__PLACE(mlp_post, BT, M, float);
     TLENS__PLACE(mlp_out, BT, D, float);
-    TLENS__PLACE(logits, ctx->last_logits_only ? (size_t)B : BT, (size_t)c->d_vocab, float);
+    TLENS__PLACE(logits, ctx->last_logits_only ? (size_t)B : ctx->logits_rows && BT > TLENS_LOGITS_BLOCK ? TLENS_LOGITS_BLOCK : BT,
+                 (size_t)c->d_vocab, float);
     TLENS__PLACE(tokens, BT, 1, int32_t);
     TLENS__PLACE(positions, BT, 1, int);
 #undef TLENS__PLACE
@@ -6397,6 +6412,15 @@ static int tlens__forward(tlens_ctx *ctx, const int32_t *tokens, int start, int 
         tlens__matmul(ctx->logits, ctx->ln_out, &m->W_U, m->b_U, B);
         return 0;
     }
+    if (ctx->logits_rows) { /* a block at a time, into the caller's hands */
+        int row0, D = m->cfg.d_model;
+        for (row0 = 0; row0 < B * T; row0 += TLENS_LOGITS_BLOCK) {
+            int n = tlens__min_int(TLENS_LOGITS_BLOCK, B * T - row0);
+            tlens__matmul(ctx->logits, ctx->ln_out + (size_t)row0 * (size_t)D, &m->W_U, m->b_U, n);
+            ctx->logits_rows(ctx->logits_user, row0, n, ctx->logits);
+        }
+        return 0;
+    }
     tlens__matmul(ctx->logits, ctx->ln_out, &m->W_U, m->b_U, B * T);
     return 0;
 }
@@ -6574,6 +6598,8 @@ TLENS_DEF tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens, int b
     }
     if ((r = tlens__points_update(ctx, err))) return r;
     ctx->last_logits_only = opt->last_logits_only != 0;
+    ctx->logits_rows = ctx->last_logits_only ? NULL : opt->logits_rows;
+    ctx->logits_user = opt->logits_user;
     if ((r = tlens__area_reserve(ctx, batch, pos, err))) return r;
     if ((r = tlens__mask_update(ctx, opt->attention_mask, batch, pos, err))) return r;
     tlens__positions(ctx);
@@ -6591,7 +6617,7 @@ TLENS_DEF tlens_result tlens_run_ex(tlens_ctx *ctx, const int32_t *tokens, int b
     }
     if (ctx->kv_on) ctx->kv_len += pos;
     ctx->resid_tensor = tlens__tensor(ctx->resid, 3, batch, pos, ctx->m->cfg.d_model, 0);
-    if (last == L)
+    if (last == L && !ctx->logits_rows)
         ctx->logits_tensor = tlens__tensor(ctx->logits, 3, batch, ctx->last_logits_only ? 1 : pos, ctx->m->cfg.d_vocab, 0);
     tlens__ok(err);
     return TLENS_OK;

@@ -5,6 +5,8 @@
  * figure per line, the median of several runs:
  *
  *   prefill_ms T=<T> <ms>          logits for all T positions
+ *   prefill_streamed_ms T=1024     the same, the logits handed over a block at
+ *                                  a time (tlens_run_options.logits_rows)
  *   decode_tok_s <tok/s>           one token at a time with the key/value
  *                                  cache, after a 16-token prompt
  *   decode_tok_s_f16 <tok/s>       the same with float16 weights
@@ -17,6 +19,8 @@
  *                                  and a T=1024 prefill (a fresh process);
  *   peak_rss_mb_last_logits        the same keeping only the last position's
  *                                  logits (tlens_run_options.last_logits_only)
+ *   peak_rss_mb_streamed_logits    the same computing every position's logits
+ *                                  a block at a time (logits_rows)
  *
  * When python3 with torch is installed, bench/bench_torch.py runs the same
  * model in PyTorch (2 threads, OMP_WAIT_POLICY=PASSIVE) in the same run and
@@ -105,21 +109,48 @@ static double vm_hwm_mb(void) {
  * prefill, in a fresh process (this program run with --peak-rss FILE), so
  * that nothing else this run did counts. `last_only` keeps only the last
  * position's logits (the prefill before generating). */
-static int peak_rss_child(const char *path, int last_only) {
+/* What a streamed run does with its logits here: the largest of each row. */
+static void bench_row_max(void *user, int row0, int n, const float *logits) {
+    float *best = (float *)user;
+    int r, v;
+    for (r = 0; r < n; r++) {
+        float mx = logits[(size_t)r * 50257];
+        for (v = 1; v < 50257; v++)
+            if (logits[(size_t)r * 50257 + (size_t)v] > mx) mx = logits[(size_t)r * 50257 + (size_t)v];
+        best[row0 + r] = mx;
+    }
+}
+
+/* For timing: take each row's first logit (the pass's cost, not the caller's). */
+static void bench_row_first(void *user, int row0, int n, const float *logits) {
+    float *first = (float *)user;
+    int r;
+    for (r = 0; r < n; r++) first[row0 + r] = logits[(size_t)r * 50257];
+}
+
+/* mode 0: every position's logits kept; 1: the last position's only;
+ * 2: every position's logits computed and streamed (logits_rows). */
+static int peak_rss_child(const char *path, int mode) {
+    static const char *names[3] = {"peak_rss_mb", "peak_rss_mb_last_logits", "peak_rss_mb_streamed_logits"};
+    static float best[1024];
     tlens_model *m;
     tlens_ctx *ctx;
     tlens_error err;
     tlens_run_options ro;
     int32_t *tok = bench_tokens(1024, 50257);
     memset(&ro, 0, sizeof ro);
-    ro.last_logits_only = last_only;
+    ro.last_logits_only = mode == 1;
+    if (mode == 2) {
+        ro.logits_rows = bench_row_max;
+        ro.logits_user = best;
+    }
     if (tlens_load(&m, path, NULL, &err) != TLENS_OK) {
         fprintf(stderr, "bench: %s\n", err.message);
         return 1;
     }
     tlens_ctx_new(&ctx, m, NULL);
     tlens_run_ex(ctx, tok, 1, 1024, &ro, NULL);
-    printf("%s %.1f\n", last_only ? "peak_rss_mb_last_logits" : "peak_rss_mb", vm_hwm_mb());
+    printf("%s %.1f\n", names[mode], vm_hwm_mb());
     return 0;
 }
 
@@ -127,7 +158,7 @@ static void peak_rss(tlens_model *m) {
     const char *path = "build/bench-gpt2-small.tlens";
     FILE *f;
     char cmd[256], line[256];
-    int last;
+    int mode;
     if (tlens_save(m, path, NULL) != TLENS_OK) return;
     f = fopen(path, "rb");
     if (f) {
@@ -135,9 +166,9 @@ static void peak_rss(tlens_model *m) {
         printf("weights_mb %.1f\n", (double)ftell(f) / (1024.0 * 1024.0));
         fclose(f);
     }
-    for (last = 0; last < 2; last++) {
+    for (mode = 0; mode < 3; mode++) {
         FILE *p;
-        snprintf(cmd, sizeof cmd, "./build/bench --peak-rss %s %d", path, last);
+        snprintf(cmd, sizeof cmd, "./build/bench --peak-rss %s %d", path, mode);
         fflush(stdout);
         p = popen(cmd, "r");
         while (p && fgets(line, sizeof line, p)) fputs(line, stdout);
@@ -228,6 +259,12 @@ int main(int argc, char **argv) {
     tlens_free(m16);
     hook_overhead(ctx, &cfg, tok, 128);
     if (!quick) {
+        static float row_first[1024];
+        tlens_run_options ro;
+        memset(&ro, 0, sizeof ro);
+        ro.logits_rows = bench_row_first;
+        ro.logits_user = row_first;
+        printf("prefill_streamed_ms T=1024 %.2f\n", bench_median_ms_ex(ctx, tok, 1024, 3, &ro));
         plain1024 = prefill[2];
         tlens_cache_select(ctx, "*");
         cached1024 = bench_median_ms(ctx, tok, 1024, 3);

@@ -34,15 +34,20 @@ static inline int32_t *bench_tokens(int n, int vocab) {
 }
 
 /* Median time of a full forward pass of T tokens (after one warm-up run). */
-static inline double bench_median_ms(tlens_ctx *ctx, const int32_t *tok, int T, int reps) {
+static inline double bench_median_ms_ex(tlens_ctx *ctx, const int32_t *tok, int T, int reps,
+                                        const tlens_run_options *ro) {
     double times[32];
     int i;
-    tlens_run(ctx, tok, 1, T, NULL);
+    tlens_run_ex(ctx, tok, 1, T, ro, NULL);
     for (i = 0; i < reps && i < 32; i++) {
         double t0 = bench_now_ms();
-        tlens_run(ctx, tok, 1, T, NULL);
+        tlens_run_ex(ctx, tok, 1, T, ro, NULL);
         times[i] = bench_now_ms() - t0;
     }
     return bench_median(times, i);
+}
+
+static inline double bench_median_ms(tlens_ctx *ctx, const int32_t *tok, int T, int reps) {
+    return bench_median_ms_ex(ctx, tok, T, reps, NULL);
 }
 #endif

@@ -112,6 +112,57 @@ static void test_last_logits_only(void) {
     tlens_free(m);
 }
 
+/* Where streamed logits go: each block copied to its rows of `all`. */
+typedef struct run_stream { float *all; size_t V; int next_row, calls, out_of_order; } run_stream;
+
+static void run_stream_rows(void *user, int row0, int n, const float *logits) {
+    run_stream *s = (run_stream *)user;
+    if (row0 != s->next_row || n < 1 || n > TLENS_LOGITS_BLOCK) s->out_of_order = 1;
+    memcpy(s->all + (size_t)row0 * s->V, logits, (size_t)n * s->V * sizeof(float));
+    s->next_row = row0 + n;
+    s->calls++;
+}
+
+/* Streamed logits (tlens_run_options.logits_rows) arrive block by block,
+ * in order, and equal the logits a plain run keeps; none are kept. */
+static void test_streamed_logits(void) {
+    tlens_model *m = run_load_mid(0);
+    tlens_ctx *ctx;
+    tlens_error err;
+    tlens_run_options ro;
+    int32_t tok[2 * 150];
+    float *full;
+    run_stream st;
+    size_t V, i, n = 2 * 150;
+    TT_REQUIRE(m != NULL);
+    V = (size_t)m->cfg.d_vocab;
+    for (i = 0; i < n; i++) tok[i] = (int32_t)((i * 37 + 11) % V);
+    tlens_ctx_new(&ctx, m, &err);
+    TT_REQUIRE(tlens_run(ctx, tok, 2, 150, &err) == TLENS_OK);
+    full = (float *)malloc(n * V * sizeof(float));
+    memcpy(full, tlens_logits(ctx)->data, n * V * sizeof(float));
+    memset(&st, 0, sizeof st);
+    st.V = V;
+    st.all = (float *)calloc(n * V, sizeof(float));
+    memset(&ro, 0, sizeof ro);
+    ro.logits_rows = run_stream_rows;
+    ro.logits_user = &st;
+    TT_REQUIRE(tlens_run_ex(ctx, tok, 2, 150, &ro, &err) == TLENS_OK);
+    TT_CHECK(tlens_logits(ctx) == NULL);
+    TT_CHECK_INT(st.calls, (int)((n + TLENS_LOGITS_BLOCK - 1) / TLENS_LOGITS_BLOCK));
+    TT_CHECK_INT(st.next_row, (int)n);
+    TT_CHECK(!st.out_of_order);
+    TT_CHECK(memcmp(st.all, full, n * V * sizeof(float)) == 0);
+    /* a plain run afterwards keeps its logits again */
+    TT_REQUIRE(tlens_run(ctx, tok, 2, 150, &err) == TLENS_OK);
+    TT_REQUIRE(tlens_logits(ctx) != NULL);
+    TT_CHECK(memcmp(tlens_logits(ctx)->data, full, n * V * sizeof(float)) == 0);
+    free(st.all);
+    free(full);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
 typedef struct run_order { char log[64]; int n; } run_order;
 
 static int run_hook_mark(const char *name, int layer, tlens_tensor *t, void *user) {
@@ -322,6 +373,7 @@ void tests_run(void) {
     TT_RUN(test_kv_cache_matches_full_run);
     TT_RUN(test_left_padding_matches_single_runs);
     TT_RUN(test_last_logits_only);
+    TT_RUN(test_streamed_logits);
     TT_RUN(test_hooks_order_remove_stop);
     TT_RUN(test_zero_head_z_removes_its_output);
     TT_RUN(test_run_with_hooks_and_cache);
