@@ -5962,6 +5962,14 @@ static int tlens__area_terms(const tlens_ctx *ctx, int B, int T, size_t *BT, siz
 
 /* Lay the activation area out for (B, T); with base NULL only count.
  * Returns its size in floats, 0 when it overflows size_t. */
+/* Rows of logits the area holds: one per sequence (last_logits_only), a
+ * block (streamed), or every position. */
+static size_t tlens__logits_rows_held(const tlens_ctx *ctx, size_t B, size_t BT) {
+    if (ctx->last_logits_only) return B;
+    if (ctx->logits_rows && BT > TLENS_LOGITS_BLOCK) return TLENS_LOGITS_BLOCK;
+    return BT;
+}
+
 static size_t tlens__area_layout(tlens_ctx *ctx, int B, int T, float *base) {
     const tlens_config *c = &ctx->m->cfg;
     size_t BT, att, per_head, keys, D = (size_t)c->d_model, M = (size_t)c->d_mlp, off = 0;
@@ -5993,8 +6001,7 @@ static size_t tlens__area_layout(tlens_ctx *ctx, int B, int T, float *base) {
     TLENS__PLACE(mlp_pre, BT, M, float);
     TLENS__PLACE(mlp_post, BT, M, float);
     TLENS__PLACE(mlp_out, BT, D, float);
-    TLENS__PLACE(logits, ctx->last_logits_only ? (size_t)B : ctx->logits_rows && BT > TLENS_LOGITS_BLOCK ? TLENS_LOGITS_BLOCK : BT,
-                 (size_t)c->d_vocab, float);
+    TLENS__PLACE(logits, tlens__logits_rows_held(ctx, (size_t)B, BT), (size_t)c->d_vocab, float);
     TLENS__PLACE(tokens, BT, 1, int32_t);
     TLENS__PLACE(positions, BT, 1, int);
 #undef TLENS__PLACE
