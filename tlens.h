@@ -5960,8 +5960,6 @@ static int tlens__area_terms(const tlens_ctx *ctx, int B, int T, size_t *BT, siz
     return tlens__mul_ok((size_t)B, H, att) && tlens__mul_ok(*att, (size_t)T, att) && tlens__mul_ok(*att, NS, att);
 }
 
-/* Lay the activation area out for (B, T); with base NULL only count.
- * Returns its size in floats, 0 when it overflows size_t. */
 /* Rows of logits the area holds: one per sequence (last_logits_only), a
  * block (streamed), or every position. */
 static size_t tlens__logits_rows_held(const tlens_ctx *ctx, size_t B, size_t BT) {
@@ -5970,6 +5968,8 @@ static size_t tlens__logits_rows_held(const tlens_ctx *ctx, size_t B, size_t BT)
     return BT;
 }
 
+/* Lay the activation area out for (B, T); with base NULL only count.
+ * Returns its size in floats, 0 when it overflows size_t. */
 static size_t tlens__area_layout(tlens_ctx *ctx, int B, int T, float *base) {
     const tlens_config *c = &ctx->m->cfg;
     size_t BT, att, per_head, keys, D = (size_t)c->d_model, M = (size_t)c->d_mlp, off = 0;
@@ -6419,16 +6419,14 @@ static int tlens__forward(tlens_ctx *ctx, const int32_t *tokens, int start, int 
         tlens__matmul(ctx->logits, ctx->ln_out, &m->W_U, m->b_U, B);
         return 0;
     }
-    if (ctx->logits_rows) { /* a block at a time, into the caller's hands */
-        int row0, D = m->cfg.d_model;
-        for (row0 = 0; row0 < B * T; row0 += TLENS_LOGITS_BLOCK) {
-            int n = tlens__min_int(TLENS_LOGITS_BLOCK, B * T - row0);
+    { /* every row at once, or, streamed, a block at a time into the caller's hands */
+        int row0, n, D = m->cfg.d_model, step = ctx->logits_rows ? TLENS_LOGITS_BLOCK : B * T;
+        for (row0 = 0; row0 < B * T; row0 += step) {
+            n = tlens__min_int(step, B * T - row0);
             tlens__matmul(ctx->logits, ctx->ln_out + (size_t)row0 * (size_t)D, &m->W_U, m->b_U, n);
-            ctx->logits_rows(ctx->logits_user, row0, n, ctx->logits);
+            if (ctx->logits_rows) ctx->logits_rows(ctx->logits_user, row0, n, ctx->logits);
         }
-        return 0;
     }
-    tlens__matmul(ctx->logits, ctx->ln_out, &m->W_U, m->b_U, B * T);
     return 0;
 }
 

@@ -105,34 +105,22 @@ static double vm_hwm_mb(void) {
     return kb / 1024.0;
 }
 
-/* Peak resident memory of loading a .tlens file and running a T=1024
- * prefill, in a fresh process (this program run with --peak-rss FILE), so
- * that nothing else this run did counts. `last_only` keeps only the last
- * position's logits (the prefill before generating). */
-/* What a streamed run does with its logits here: the largest of each row. */
-static void bench_row_max(void *user, int row0, int n, const float *logits) {
-    float *best = (float *)user;
-    int r, v;
-    for (r = 0; r < n; r++) {
-        float mx = logits[(size_t)r * 50257];
-        for (v = 1; v < 50257; v++)
-            if (logits[(size_t)r * 50257 + (size_t)v] > mx) mx = logits[(size_t)r * 50257 + (size_t)v];
-        best[row0 + r] = mx;
-    }
-}
-
-/* For timing: take each row's first logit (the pass's cost, not the caller's). */
+/* What a streamed run does with its logits here: keep each row's first
+ * (so that the figures are the pass's cost, not the caller's). */
 static void bench_row_first(void *user, int row0, int n, const float *logits) {
     float *first = (float *)user;
     int r;
     for (r = 0; r < n; r++) first[row0 + r] = logits[(size_t)r * 50257];
 }
 
-/* mode 0: every position's logits kept; 1: the last position's only;
- * 2: every position's logits computed and streamed (logits_rows). */
+/* Peak resident memory of loading a .tlens file and running a T=1024
+ * prefill, in a fresh process (this program run with --peak-rss FILE), so
+ * that nothing else this run did counts. mode 0 keeps every position's
+ * logits; 1 the last position's only (the prefill before generating); 2
+ * computes every position's logits and streams them (logits_rows). */
 static int peak_rss_child(const char *path, int mode) {
     static const char *names[3] = {"peak_rss_mb", "peak_rss_mb_last_logits", "peak_rss_mb_streamed_logits"};
-    static float best[1024];
+    static float first[1024];
     tlens_model *m;
     tlens_ctx *ctx;
     tlens_error err;
@@ -141,8 +129,8 @@ static int peak_rss_child(const char *path, int mode) {
     memset(&ro, 0, sizeof ro);
     ro.last_logits_only = mode == 1;
     if (mode == 2) {
-        ro.logits_rows = bench_row_max;
-        ro.logits_user = best;
+        ro.logits_rows = bench_row_first;
+        ro.logits_user = first;
     }
     if (tlens_load(&m, path, NULL, &err) != TLENS_OK) {
         fprintf(stderr, "bench: %s\n", err.message);
