@@ -3,7 +3,8 @@
 
 The model has GPT-2's exact architecture (GPT-2's tokenizer and 50257-token
 vocabulary, learned position embeddings, pre-LayerNorm blocks, gelu_new, tied
-unembedding), only smaller: 4 layers, d_model 128, 4 heads, context 256.
+unembedding), only smaller: 4 layers, d_model 128, 4 heads; context 256
+unless --ctx says otherwise (the shipped model: 128).
 It is trained on the King James Version of the Bible (1611, public domain),
 as Debian's bible-kjv packages ship it, and written as a Hugging Face folder
 (config.json, model.safetensors, vocab.json, merges.txt) that
@@ -14,7 +15,8 @@ build/tlens-convert turns into models/kjv.tlens.
     python3 convert/train_bundled.py --out build/kjv-hf
     build/tlens-convert build/kjv-hf models/kjv.tlens --raw --f16
 
-(`make model` runs all of it.) The script needs only PyTorch: the corpus is
+trains a model in one run; the shipped one took two, with the options that
+the Makefile's `model` target (which runs all of it) and the README give. The script needs only PyTorch: the corpus is
 tokenized by tlens itself, whose tokenizer matches OpenAI's on every input.
 
 Held out: every 25th chapter (47 of 1,189), never trained on. The script
@@ -37,6 +39,9 @@ form the induction heads that interpretability work looks for; the other
 windows are plain running text. --copy-frac F makes a share F of every
 batch "copy windows" instead: nothing but spans of 8 to 48 tokens drawn
 uniformly from the training vocabulary, each followed by a second copy.
+Only the second copies are scored: the first are random draws that no
+model can predict, and scoring them only taught the model the draws'
+uniform distribution (and cost a quarter of the unembedding's time).
 """
 import argparse
 import json
@@ -143,7 +148,7 @@ class GPT2(nn.Module):
     """GPT-2 whose wte rows for the tokens outside `seen` are one shared
     vector: the compact table holds the seen rows, then the shared one."""
 
-    def __init__(self, seen, vocab, n_ctx, d, layers, heads):
+    def __init__(self, seen, vocab, n_ctx, d, layers, heads, init_std=0.02):
         super().__init__()
         self.register_buffer("seen", seen, persistent=False)    # (K,) token ids
         compact = torch.full((vocab,), len(seen), dtype=torch.long)
@@ -156,26 +161,34 @@ class GPT2(nn.Module):
         self.ln_f = nn.LayerNorm(d)
         for name, p in self.named_parameters():              # GPT-2's init
             if name.endswith("weight") and p.dim() == 2:
-                std = 0.02 / math.sqrt(2 * layers) if "proj" in name else 0.02
+                std = init_std / math.sqrt(2 * layers) if "proj" in name else init_std
                 nn.init.normal_(p, 0.0, std)
             elif name.endswith("bias"):
                 nn.init.zeros_(p)
 
-    def forward(self, idx):                                    # (B, T) token ids
+    def final_residual(self, idx):                             # (B, T) token ids
         pos = torch.arange(idx.shape[1])
         x = self.wte(self.compact[idx]) + self.wpe(pos)        # (B, T, D)
         for b in self.blocks:
             x = b(x)
-        logits = self.ln_f(x) @ self.wte.weight.t()            # (B, T, K+1), tied
+        return self.ln_f(x)                                    # (B, T, D)
+
+    def unembed(self, h):                                      # (..., D)
+        logits = h @ self.wte.weight.t()                       # (..., K+1), tied
         return torch.cat([logits[..., :-1], logits[..., -1:] + self.log_unseen], -1)
+
+    def forward(self, idx):                                    # (B, T) token ids
+        return self.unembed(self.final_residual(idx))          # (B, T, K+1)
 
     def loss(self, idx, targets, reduction="mean"):
         """Cross-entropy over the full vocabulary: a target outside `seen`
-        is one of the unseen class's tokens, each with 1/N of its mass."""
-        logits = self(idx)
-        t = self.compact[targets]
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), t.reshape(-1), reduction="none")
-        nll = nll + (t.reshape(-1) == len(self.seen)).float() * self.log_unseen
+        is one of the unseen class's tokens, each with 1/N of its mass.
+        Positions whose target is -1 are not scored (nor unembedded)."""
+        keep = targets.reshape(-1) >= 0
+        logits = self.unembed(self.final_residual(idx).reshape(-1, self.wte.weight.shape[1])[keep])
+        t = self.compact[targets.reshape(-1)[keep]]
+        nll = F.cross_entropy(logits, t, reduction="none")
+        nll = nll + (t == len(self.seen)).float() * self.log_unseen
         if reduction == "none":
             return nll
         return nll.mean() if reduction == "mean" else nll.sum()
@@ -295,7 +308,7 @@ def batch(data, n, ctx, repeat_frac, gen):
         s = rand(0, len(data) - ctx)
         seq = data[s:s + ctx].clone()
         if torch.rand(1, generator=gen).item() < repeat_frac:
-            span = rand(8, 121)
+            span = rand(8, min(121, ctx // 2 - 4))
             i = rand(0, ctx - 2 * span + 1)
             j = rand(i + span, ctx - span + 1)
             if torch.rand(1, generator=gen).item() < 0.5:   # tokens from all over the corpus
@@ -311,18 +324,22 @@ def copies(data, n, ctx, gen):
     (8 to 48 tokens, fewer for short windows) followed by a second copy of
     itself: half of every window is predictable by copying and by nothing
     else."""
-    rows = []
+    rows, masks = [], []
     for _ in range(n):
-        row = [torch.tensor([EOT])]
+        row, scored = [torch.tensor([EOT])], []
         filled = 0
         while filled < ctx:
             span = int(torch.randint(8, max(9, min(49, ctx // 4 + 1)), (1,), generator=gen))
             a = data[torch.randint(0, len(data), (span,), generator=gen)]
             row += [a, a]
+            scored += [torch.zeros(span, dtype=torch.bool), torch.ones(span, dtype=torch.bool)]
             filled += 2 * span
         rows.append(torch.cat(row)[:ctx + 1])
+        masks.append(torch.cat(scored)[:ctx])
     x = torch.stack(rows)                      # (n, ctx + 1)
-    return x[:, :-1], x[:, 1:]
+    y = x[:, 1:].clone()
+    y[~torch.stack(masks)] = -1                # the first copies are noise: not scored
+    return x[:, :-1], y
 
 
 @torch.no_grad()
@@ -368,10 +385,15 @@ def sample(model, prompt, n, gen, temperature=0.8, ctx=256):
 
 
 def train(model, data, args, log):
-    # the tokens of copy windows: every token of the training text equally
-    # often, so a copied token is one the context alone cannot predict
+    # the tokens of copy windows: each token of the training text with a
+    # probability proportional to (its count) ^ --copy-power; at 0 every
+    # token equally often, so that a copied token is one the context alone
+    # cannot predict, but most of them then are rare tokens whose
+    # embeddings the text barely trains
     pool = model.seen[model.seen != EOT]
-    pool = pool[torch.randint(0, len(pool), (1 << 20,), generator=torch.Generator().manual_seed(args.seed))]
+    weights = torch.bincount(data, minlength=model.vocab)[pool].double() ** args.copy_power
+    pool = pool[torch.multinomial(weights, 1 << 20, replacement=True,
+                                  generator=torch.Generator().manual_seed(args.seed))]
     decay = [p for n, p in model.named_parameters() if p.dim() == 2 and "wpe" not in n]
     rest = [p for n, p in model.named_parameters() if not (p.dim() == 2 and "wpe" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
@@ -381,7 +403,9 @@ def train(model, data, args, log):
     t0, smooth = time.time(), None
     for step in range(args.steps):
         warm = min(1.0, (step + 1) / args.warmup)
-        cos = 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        # cosine from 1 to 0.1 over the steps after --hold (a share of the run)
+        held = int(args.hold * args.steps)
+        cos = 0.5 * (1 + math.cos(math.pi * max(0, step - held) / (args.steps - held)))
         for g in opt.param_groups:
             g["lr"] = args.lr * warm * (0.1 + 0.9 * cos)
         n_copy = args.batch if step < args.copy_steps else int(round(args.copy_frac * args.batch))
@@ -407,7 +431,7 @@ def train(model, data, args, log):
             write_hf_folder(args.out + ".step%d" % step, model, args, args.tokenizer)
         if args.stop_after and step >= args.stop_after:
             break
-    return smooth, time.time() - t0
+    return smooth, time.time() - t0, step + 1
 
 
 def main():
@@ -424,11 +448,17 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup", type=int, default=100)
+    ap.add_argument("--hold", type=float, default=0.0,
+                    help="keep the full learning rate for this share of the steps, then decay")
+    ap.add_argument("--init-std", type=float, default=0.02,
+                    help="standard deviation of the initial weights (GPT-2: 0.02)")
     ap.add_argument("--repeat", type=float, default=0.5)
     ap.add_argument("--copy-steps", type=int, default=0,
                     help="train the first N steps on repeated random spans only")
     ap.add_argument("--copy-frac", type=float, default=0.0,
                     help="share of every later batch made of repeated random spans")
+    ap.add_argument("--copy-power", type=float, default=0.0,
+                    help="draw copy-window tokens with probability ~ count ^ this")
     ap.add_argument("--bf16", action="store_true",
                     help="matrix products in bfloat16 (PyTorch's CPU autocast; 1.5-1.7x faster steps on CPUs with AVX512-BF16)")
     ap.add_argument("--save-every", type=int, default=0, help="write a checkpoint every N steps")
@@ -455,13 +485,13 @@ def main():
         % (len(chapters), len(train_ids), len(held_ids)))
 
     seen = torch.unique(torch.cat([train_ids, torch.tensor([EOT])]))
-    model = GPT2(seen, 50257, args.ctx, args.d_model, args.layers, args.heads)
+    model = GPT2(seen, 50257, args.ctx, args.d_model, args.layers, args.heads, args.init_std)
     log("model: %d layers, d_model %d, %d heads, context %d; %d tokens occur in the training text"
         % (args.layers, args.d_model, args.heads, args.ctx, len(seen)))
     if args.init:
         load_hf_folder(model, args.init)
         log("continuing from %s" % args.init)
-    final, seconds = train(model, train_ids, args, log)
+    final, seconds, steps = train(model, train_ids, args, log)
     model.eval()
     held, uni = heldout_loss(model, held_ids, args.ctx), unigram_loss(train_ids, held_ids)
     log("final training loss %.3f; held-out loss %.3f nats/token vs unigram %.3f; %.1f minutes on %d threads"
@@ -472,8 +502,8 @@ def main():
     write_hf_folder(args.out, model, args, args.tokenizer)
     with open(os.path.join(args.out, "sample_ids.txt"), "w") as f:
         f.write(" ".join(str(int(i)) for i in ids) + "\n")
-    summary = {"command": " ".join(sys.argv), "steps": args.steps,
-               "tokens_seen": args.steps * args.batch * args.ctx, "minutes": round(seconds / 60, 1),
+    summary = {"command": " ".join(sys.argv), "steps": steps,
+               "tokens_seen": steps * args.batch * args.ctx, "minutes": round(seconds / 60, 1),
                "final_train_loss": round(final, 4), "heldout_loss": round(held, 4),
                "unigram_heldout_loss": round(uni, 4), "torch": torch.__version__, "log": lines}
     with open(os.path.join(args.out, "training.json"), "w") as f:
