@@ -7,6 +7,8 @@
  * - It has learned: on held-out chapters (tests/data/bundled/heldout.txt,
  *   never trained on) its loss is far below the entropy of those chapters'
  *   own token frequencies, which no unigram model can beat on them.
+ * - It has an induction head, scored from the cached attention patterns
+ *   and named by the library's head detector alike.
  *
  * Included from test_main.c. Runs from the repository root.
  */
@@ -53,7 +55,7 @@ static void test_bundled_config(void) {
     TT_CHECK_INT(c->d_head, 32);
     TT_CHECK_INT(c->d_mlp, 512);
     TT_CHECK_INT(c->d_vocab, 50257);
-    TT_CHECK_INT(c->n_ctx, 256);
+    TT_CHECK_INT(c->n_ctx, 128);
     TT_CHECK_INT(c->act_fn, TLENS_ACT_GELU_NEW);
     TT_CHECK(c->tied);
     TT_CHECK(tlens_model_tokenizer(m) != NULL);
@@ -141,19 +143,20 @@ static void test_bundled_beats_unigram(void) {
     tlens_ctx *ctx = NULL;
     tlens_error err;
     char *text = tb_read_text(TB_DATA "heldout.txt");
-    int32_t *ids = NULL, window[256];
+    int32_t *ids = NULL, window[1024];
     int *counts = NULL;
-    size_t n = 0, len, i, targets = 0;
+    size_t n = 0, len, i, targets = 0, span;
     double model_nats = 0, entropy = 0;
-    TT_REQUIRE(m && text);
+    TT_REQUIRE(m && text && tlens_model_config(m)->n_ctx <= 1024);
+    span = (size_t)tlens_model_config(m)->n_ctx - 1; /* tokens after the BOS */
     len = strlen(text);
     ids = (int32_t *)malloc((len + 1) * sizeof *ids);
     counts = (int *)calloc(50257, sizeof *counts);
     TT_REQUIRE(ids && counts && tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
     TT_REQUIRE(tlens_encode(tlens_model_tokenizer(m), text, len, 0, ids, len + 1, &n, &err) == TLENS_OK);
     TT_REQUIRE(n > 1000);
-    for (i = 0; i + 1 < n; i += 255) {
-        size_t w = n - i < 255 ? n - i : 255, j;
+    for (i = 0; i + 1 < n; i += span) {
+        size_t w = n - i < span ? n - i : span, j;
         double mean;
         window[0] = 50256;
         memcpy(window + 1, ids + i, w * sizeof *ids);
@@ -172,6 +175,77 @@ static void test_bundled_beats_unigram(void) {
     TT_CHECK(model_nats < entropy - 1.0); /* "clearly lower": by more than a nat a token */
     free(ids);
     free(counts);
+    free(text);
+    tlens_ctx_free(ctx);
+    tlens_free(m);
+}
+
+/* It has an induction head. The sequence is [BOS] r_1 .. r_N r_1 .. r_N,
+ * the r the first N distinct tokens of the held-out text: at the second
+ * r_k (position N + k) an induction head attends to position k + 1, the
+ * token that followed r_k the first time. Score of a head: its mean
+ * attention on that position over k = 1 .. N-1, computed here from the
+ * cached hook_pattern (uniform attention would give about 0.02). A head
+ * after layer 0 must score over 0.3, and the model must predict the second
+ * copy far better than the first, which nothing but copying predicts. */
+#define TB_N 40
+static void test_bundled_induction_head(void) {
+    tlens_model *m = tb_load();
+    tlens_ctx *ctx = NULL;
+    tlens_error err;
+    char *text = tb_read_text(TB_DATA "heldout.txt"), name[64];
+    int32_t *ids = NULL, seq[2 * TB_N + 1];
+    float per_token[2 * TB_N];
+    size_t n = 0, len, i;
+    int N = 0, j, k, l, h, H, best_l = -1, best_h = -1;
+    double best = 0, first = 0, second = 0;
+    float *scores;
+    TT_REQUIRE(m && text);
+    len = strlen(text);
+    ids = (int32_t *)malloc((len + 1) * sizeof *ids);
+    TT_REQUIRE(ids && tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
+    TT_REQUIRE(tlens_encode(tlens_model_tokenizer(m), text, len, 0, ids, len + 1, &n, &err) == TLENS_OK);
+    seq[0] = 50256;
+    for (i = 0; i < n && N < TB_N; i++) {
+        for (j = 1; j <= N && seq[j] != ids[i]; j++) {}
+        if (j > N && ids[i] != 50256) seq[++N] = ids[i];
+    }
+    TT_REQUIRE(N == TB_N);
+    memcpy(seq + N + 1, seq + 1, (size_t)N * sizeof *seq);
+    TT_REQUIRE(tlens_cache_select(ctx, "blocks.*.attn.hook_pattern") == TLENS_OK);
+    TT_REQUIRE(tlens_run(ctx, seq, 1, 2 * N + 1, &err) == TLENS_OK);
+    for (l = 1; l < tlens_model_config(m)->n_layers; l++) {
+        const tlens_tensor *pat = tlens_cache_get(ctx, tlens_act_name(name, sizeof name, "pattern", l, NULL));
+        TT_REQUIRE(pat && pat->ndim == 4 && pat->shape[3] == 2 * N + 1);
+        for (h = 0; h < pat->shape[1]; h++) {
+            const float *P = pat->data + (size_t)h * (size_t)(2 * N + 1) * (size_t)(2 * N + 1);
+            double score = 0;
+            for (k = 1; k < N; k++) score += P[(size_t)(N + k) * (size_t)(2 * N + 1) + (size_t)(k + 1)];
+            score /= N - 1;
+            if (score > best) best = score, best_l = l, best_h = h;
+        }
+    }
+    TT_REQUIRE(tlens_loss(ctx, seq, NULL, per_token, NULL, &err) == TLENS_OK);
+    for (k = 1; k < N; k++) {
+        first += per_token[k];      /* predicting r_{k+1} the first time */
+        second += per_token[N + k]; /* and the second time */
+    }
+    first /= N - 1;
+    second /= N - 1;
+    printf("  induction: best head L%dH%d, mean attention %.3f on the token after the earlier copy;"
+           " loss %.2f on the first copy, %.2f on the second\n", best_l, best_h, best, first, second);
+    TT_CHECK(best > 0.3);
+    TT_CHECK(second < first - 2.0);
+    /* the library's head detector (TransformerLens' detect_head) names the
+     * same head the best induction head */
+    H = tlens_model_config(m)->n_heads;
+    scores = (float *)malloc(sizeof(float) * (size_t)(tlens_model_config(m)->n_layers * H));
+    TT_REQUIRE(scores && tlens_detect_heads(ctx, seq, 2 * N + 1, TLENS_HEAD_INDUCTION, NULL, scores, &err) == TLENS_OK);
+    for (l = 0, k = 0; l < tlens_model_config(m)->n_layers * H; l++)
+        if (scores[l] > scores[k]) k = l;
+    TT_CHECK_INT(k, best_l * H + best_h);
+    free(scores);
+    free(ids);
     free(text);
     tlens_ctx_free(ctx);
     tlens_free(m);
@@ -247,6 +321,7 @@ void tests_bundled(void) {
     TT_RUN(test_bundled_config);
     TT_RUN(test_bundled_matches_pytorch);
     TT_RUN(test_bundled_beats_unigram);
+    TT_RUN(test_bundled_induction_head);
     TT_RUN(test_readme_quick_start);
     TT_RUN(test_demo);
 }
