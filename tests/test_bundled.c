@@ -274,7 +274,6 @@ static void test_readme_quick_start(void) {
     tlens_ctx *ctx = NULL;
     tlens_error err;
     const tlens_tensor *r;
-    char expect[128];
     TT_REQUIRE(m && tlens_ctx_new(&ctx, m, &err) == TLENS_OK);
     snprintf(cmd, sizeof cmd, "%s --version >/dev/null 2>&1", cc);
     if (system(cmd) != 0) {
@@ -289,11 +288,13 @@ static void test_readme_quick_start(void) {
     TT_REQUIRE(tlens_run(ctx, tokens, 1, 4, &err) == TLENS_OK);
     r = tlens_cache_get(ctx, "blocks.0.hook_resid_post");
     TT_REQUIRE(r);
-    snprintf(expect, sizeof expect, "[1, 4, 128] %f\n", r->data[0]);
     snprintf(cmd, sizeof cmd, "./%s", bin);
     out = tx_run_command(cmd);
     TT_REQUIRE(out);
-    TT_CHECK_STR(out, expect);
+    /* the shape exactly; the value to float32 rounding, since the program
+     * may be built for other instructions than this test (no -march) */
+    TT_CHECK(strncmp(out, "[1, 4, 128] ", 12) == 0);
+    TT_CHECK_CLOSE(atof(out + 12), r->data[0], 1e-5, 1e-5);
     free(out);
     tlens_ctx_free(ctx);
     tlens_free(m);
