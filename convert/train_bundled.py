@@ -15,9 +15,10 @@ build/tlens-convert turns into models/kjv.tlens.
     python3 convert/train_bundled.py --out build/kjv-hf
     build/tlens-convert build/kjv-hf models/kjv.tlens --raw --f16
 
-trains a model in one run; the shipped one took two, with the options that
-the Makefile's `model` target (which runs all of it) and the README give. The script needs only PyTorch: the corpus is
-tokenized by tlens itself, whose tokenizer matches OpenAI's on every input.
+trains a model in one run; the shipped one took two, with the options
+that the Makefile's `model` target (which runs all of it) and the README
+give. The script needs only PyTorch: the corpus is tokenized by tlens
+itself, whose tokenizer matches OpenAI's on every input.
 
 Held out: every 25th chapter (47 of 1,189), never trained on. The script
 reports the model's loss on it beside the loss of a unigram model fitted to
@@ -38,7 +39,8 @@ short, that is what makes in-context copying common enough for the model to
 form the induction heads that interpretability work looks for; the other
 windows are plain running text. --copy-frac F makes a share F of every
 batch "copy windows" instead: nothing but spans of 8 to 48 tokens drawn
-uniformly from the training vocabulary, each followed by a second copy.
+from the training vocabulary (uniformly, or by frequency with
+--copy-power), each followed by a second copy.
 Only the second copies are scored: the first are random draws that no
 model can predict, and scoring them only taught the model the draws'
 uniform distribution (and cost a quarter of the unembedding's time).
@@ -386,10 +388,10 @@ def sample(model, prompt, n, gen, temperature=0.8, ctx=256):
 
 def train(model, data, args, log):
     # the tokens of copy windows: each token of the training text with a
-    # probability proportional to (its count) ^ --copy-power; at 0 every
+    # probability proportional to (its count) ^ --copy-power. At 0 every
     # token equally often, so that a copied token is one the context alone
-    # cannot predict, but most of them then are rare tokens whose
-    # embeddings the text barely trains
+    # cannot predict; but most of them are then rare tokens, and in runs of
+    # up to 25 M tokens the model never learned to copy those
     pool = model.seen[model.seen != EOT]
     weights = torch.bincount(data, minlength=model.vocab)[pool].double() ** args.copy_power
     pool = pool[torch.multinomial(weights, 1 << 20, replacement=True,
@@ -401,10 +403,10 @@ def train(model, data, args, log):
                             lr=args.lr, betas=(0.9, 0.95))
     gen = torch.Generator().manual_seed(args.seed)
     t0, smooth = time.time(), None
+    held = min(int(args.hold * args.steps), args.steps - 1)   # steps at the full rate
     for step in range(args.steps):
         warm = min(1.0, (step + 1) / args.warmup)
-        # cosine from 1 to 0.1 over the steps after --hold (a share of the run)
-        held = int(args.hold * args.steps)
+        # after them, a cosine from 1 to 0.1
         cos = 0.5 * (1 + math.cos(math.pi * max(0, step - held) / (args.steps - held)))
         for g in opt.param_groups:
             g["lr"] = args.lr * warm * (0.1 + 0.9 * cos)
@@ -460,7 +462,8 @@ def main():
     ap.add_argument("--copy-power", type=float, default=0.0,
                     help="draw copy-window tokens with probability ~ count ^ this")
     ap.add_argument("--bf16", action="store_true",
-                    help="matrix products in bfloat16 (PyTorch's CPU autocast; 1.5-1.7x faster steps on CPUs with AVX512-BF16)")
+                    help="matrix products in bfloat16 (PyTorch's CPU autocast; "
+                         "1.5-1.7x faster steps on CPUs with AVX512-BF16)")
     ap.add_argument("--save-every", type=int, default=0, help="write a checkpoint every N steps")
     ap.add_argument("--stop-after", type=int, default=0,
                     help="stop after step N of the --steps schedule (its learning rate unchanged)")
@@ -498,7 +501,7 @@ def main():
         % (final, held, uni, seconds / 60, args.threads))
     gen = torch.Generator().manual_seed(args.seed)
     prompt = tokenize("And it came to pass", args.tlens)
-    ids = sample(model, torch.cat([torch.tensor([EOT]), prompt]), 60, gen)
+    ids = sample(model, torch.cat([torch.tensor([EOT]), prompt]), 60, gen, ctx=args.ctx)
     write_hf_folder(args.out, model, args, args.tokenizer)
     with open(os.path.join(args.out, "sample_ids.txt"), "w") as f:
         f.write(" ".join(str(int(i)) for i in ids) + "\n")
