@@ -291,10 +291,11 @@ static void test_readme_quick_start(void) {
     snprintf(cmd, sizeof cmd, "./%s", bin);
     out = tx_run_command(cmd);
     TT_REQUIRE(out);
-    /* the shape exactly; the value to float32 rounding, since the program
-     * may be built for other instructions than this test (no -march) */
+    /* the shape exactly; the value to the six decimals printed, give or
+     * take one, since the program may be built for other instructions
+     * than this test (no -march), whose sums can differ in the last bit */
     TT_CHECK(strncmp(out, "[1, 4, 128] ", 12) == 0);
-    TT_CHECK_CLOSE(atof(out + 12), r->data[0], 1e-5, 1e-5);
+    TT_CHECK_CLOSE(atof(out + 12), r->data[0], 1.5e-6, 0);
     free(out);
     tlens_ctx_free(ctx);
     tlens_free(m);
