@@ -3340,6 +3340,14 @@ static int tlens__json_get(const tlens__json *j, int obj, const char *key) {
 #define TLENS__MAYBE_UNUSED
 #endif
 
+/* A hint to start reading the cache line at address p into the cache; it
+ * never faults, whatever the address. */
+#if defined(__GNUC__) || defined(__clang__)
+#define TLENS__PREFETCH(p) __builtin_prefetch(p)
+#else
+#define TLENS__PREFETCH(p) ((void)(p))
+#endif
+
 /* 32-bit x86 has 8 vector registers instead of 16 (AVX2) or 32 (AVX-512). */
 #if defined(__x86_64__) || defined(_M_X64)
 #define TLENS__X86_REGS_WIDE 1
@@ -3618,6 +3626,23 @@ TLENS__ALWAYS_INLINE tlens__vf tlens__load_weights(const void *b, size_t i, tlen
     return TLENS__V_LOAD((const float *)b + i);
 }
 
+/* How far ahead of the micro-kernel a matrix-vector product asks for the
+ * weights: each row of a panel is then read from memory while the kernel
+ * works on earlier ones. The hardware prefetchers alone left float32
+ * decoding at ~83% of the memory bandwidth (Sapphire Rapids, 2 threads);
+ * 1-2 KB ahead reached ~98%. */
+#define TLENS__PREFETCH_AHEAD 2048
+
+/* Ask for the cache lines of the panel row TLENS__PREFETCH_AHEAD bytes
+ * after row element i. The address is computed as an integer because it
+ * may lie past the end of W (prefetching it is harmless). */
+TLENS__ALWAYS_INLINE void tlens__prefetch_weights(const void *b, size_t i, tlens_dtype dt) {
+    uintptr_t p = (uintptr_t)b + (uintptr_t)(i * tlens__dtype_size(dt)) + TLENS__PREFETCH_AHEAD;
+    size_t off, row_bytes = TLENS__KCOLS * tlens__dtype_size(dt);
+    TLENS__UNROLL
+    for (off = 0; off < row_bytes; off += 64) TLENS__PREFETCH((const void *)(p + off));
+}
+
 /* The arguments of a micro-kernel call. */
 typedef struct tlens__tile_args {
     int kc;               /* K steps                                       */
@@ -3655,6 +3680,7 @@ TLENS__ALWAYS_INLINE void tlens__tile(const int rows, const tlens_dtype dt,
     }
     for (k = 0; k < kc; k++, bi += ldb) {
         tlens__vf w[TLENS__NV];
+        if (rows == 1) tlens__prefetch_weights(b, bi, dt); /* a matrix-vector product */
         TLENS__UNROLL
         for (v = 0; v < TLENS__NV; v++)
             w[v] = tlens__load_weights(b, bi + (size_t)(v * TLENS__VW), dt);
