@@ -403,7 +403,10 @@ TLENS_API tlens_result tlens_run(tlens_ctx *ctx, const int32_t *tokens,
  * use_kv_cache: keep every layer's keys and values, and continue the
  *   sequences of the previous cached runs (positions go on from there);
  *   tlens_kv_reset starts afresh. Hooks see only this run's positions;
- *   hook_attn_scores / hook_pattern are [batch, head, pos, cached + pos]. */
+ *   hook_attn_scores / hook_pattern are [batch, head, pos, cached + pos].
+ *   The cache holds n_ctx positions of every sequence: keys and values,
+ *   and the keys once more in the layout attention multiplies (GPT-2
+ *   small, batch 1: 2 x 38 + 39 MB, touched as it fills). */
 typedef struct tlens_run_options {
     const int32_t *attention_mask;
     int use_kv_cache;
@@ -5571,6 +5574,8 @@ struct tlens_ctx {
     float *embed, *pos_embed, *resid, *ln_in, *ln_mean, *ln_scale, *ln_out;
     float *qkv, *q, *k, *v, *att, *z, *result, *attn_out;
     float *keys_packed;     /* (B, H) x this layer's keys / attn_scale, packed: tlens__pack_keys */
+    float *keys_now;        /* the packed keys attention reads this layer: */
+    size_t keys_panels;     /* keys_packed, or the cache's kv_kp; panels per (b, h) */
     float *mlp_pre, *mlp_post, *mlp_out, *logits;
     float *head_in[4];      /* optional per-head inputs: attn_in, q, k, v */
     int head_inputs_edited;
@@ -5583,6 +5588,8 @@ struct tlens_ctx {
     /* the key/value cache: (n_layers, B, kv_cap, D) each */
     int kv_on, kv_len, kv_cap, kv_batch;
     float *kv_k, *kv_v;
+    float *kv_kp;           /* (n_layers, B, H) x the keys packed as for attention, */
+    int *kv_packed;         /* kv_cap / PANEL + 1 panels each; keys packed per layer */
     unsigned char *key_mask;/* (B, mask_stride): 0 for padding; NULL: all real */
     int mask_stride;
     unsigned char *mask_buf;
@@ -6023,6 +6030,7 @@ static int tlens__area_terms(const tlens_ctx *ctx, int B, int T, size_t *BT, siz
         !tlens__mul_ok((size_t)B, H, keys) || !tlens__mul_ok(*keys, panels * TLENS__PANEL, keys) ||
         !tlens__mul_ok(*keys, (size_t)c->d_head, keys))
         return 0;
+    if (ctx->kv_on) *keys = 0; /* the cache keeps its keys packed */
     if (!ctx->any_attn_materialized) return tlens__mul_ok((size_t)tlens__threads() * TLENS__ATTN_ROWS, NS, att);
     return tlens__mul_ok((size_t)B, H, att) && tlens__mul_ok(*att, (size_t)T, att) && tlens__mul_ok(*att, NS, att);
 }
@@ -6170,34 +6178,48 @@ static float *tlens__values(const tlens_ctx *ctx, int l, int b) {
  * whose 32-key panels hold d_head rows of 32. Every block of queries then
  * multiplies them in place, where copying the keys it needs into panel
  * form each time cost a fifth of the scores' time. The scores are those of
- * q . (k / attn_scale), summed in the same order either way. */
+ * q . (k / attn_scale), summed in the same order either way. With the
+ * key/value cache the packed keys are kept (kv_kp) and a run packs only its
+ * own: repacking every cached key took ~4% of a decoding step at 300
+ * tokens of context, and grows with it. */
 static void tlens__pack_keys(tlens_ctx *ctx, int l, float inv_scale) {
     const tlens_config *c = &ctx->m->cfg;
-    int H = c->n_heads, dh = c->d_head, NS = ctx->kv_len + ctx->T, bh;
-    int panels = NS / TLENS__PANEL + 1;
-    size_t D = (size_t)c->d_model;
+    int H = c->n_heads, dh = c->d_head, NS = ctx->kv_len + ctx->T, from = 0, bh;
+    int end = (NS / TLENS__PANEL + 1) * TLENS__PANEL; /* through the last panel */
+    size_t D = (size_t)c->d_model, panels = (size_t)NS / TLENS__PANEL + 1;
+    float *base = ctx->keys_packed;
+    if (ctx->kv_on) { /* the cached keys were packed by earlier runs */
+        panels = (size_t)ctx->kv_cap / TLENS__PANEL + 1;
+        base = ctx->kv_kp + (size_t)l * (size_t)ctx->B * (size_t)H * panels * TLENS__PANEL * (size_t)dh;
+        from = tlens__min_int(ctx->kv_packed[l], ctx->kv_len);
+        ctx->kv_packed[l] = NS;
+    }
+    ctx->keys_now = base;
+    ctx->keys_panels = panels;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (ctx->B * H > 1 && (double)NS * (double)D >= 65536.0)
+#pragma omp parallel for schedule(static) if (ctx->B * H > 1 && (double)(NS - from) * (double)D >= 65536.0)
 #endif
     for (bh = 0; bh < ctx->B * H; bh++) {
         const float *keys = tlens__keys(ctx, l, bh / H) + (size_t)(bh % H) * (size_t)dh;
-        float *dst = ctx->keys_packed + (size_t)bh * (size_t)panels * TLENS__PANEL * (size_t)dh;
+        float *dst = base + (size_t)bh * panels * TLENS__PANEL * (size_t)dh;
         int p, d, j;
-        for (p = 0; p < panels; p++)
-            for (d = 0; d < dh; d++, dst += TLENS__PANEL)
+        for (p = from / TLENS__PANEL; p * TLENS__PANEL < end; p++)
+            for (d = 0; d < dh; d++) {
+                float *row = dst + ((size_t)p * (size_t)dh + (size_t)d) * TLENS__PANEL;
                 for (j = 0; j < TLENS__PANEL; j++) {
-                    int key = p * TLENS__PANEL + j;
-                    dst[j] = key < NS ? inv_scale * keys[(size_t)key * D + (size_t)d] : 0.0f;
+                    int key = p * TLENS__PANEL + j; /* keys past NS: zeros, read but not used */
+                    if (key >= from) row[j] = key < NS ? inv_scale * keys[(size_t)key * D + (size_t)d] : 0.0f;
                 }
+            }
     }
 }
 
 /* Keys 0 .. n-1 of (batch b, head h), packed, as a matrix for tlens__matmul. */
 static tlens__mat tlens__packed_keys(const tlens_ctx *ctx, int b, int h, int n) {
     const tlens_config *c = &ctx->m->cfg;
-    size_t panels = (size_t)(ctx->kv_len + ctx->T) / TLENS__PANEL + 1;
     tlens__mat keys;
-    keys.data = ctx->keys_packed + ((size_t)b * (size_t)c->n_heads + (size_t)h) * panels * TLENS__PANEL * (size_t)c->d_head;
+    keys.data = ctx->keys_now +
+                ((size_t)b * (size_t)c->n_heads + (size_t)h) * ctx->keys_panels * TLENS__PANEL * (size_t)c->d_head;
     keys.K = c->d_head;
     keys.N = n;
     keys.dtype = TLENS_F32;
@@ -6547,6 +6569,8 @@ TLENS_DEF void tlens_ctx_free(tlens_ctx *ctx) {
     tlens__free(ctx->alloc, ctx->area);
     tlens__free(ctx->alloc, ctx->kv_k);
     tlens__free(ctx->alloc, ctx->kv_v);
+    tlens__free(ctx->alloc, ctx->kv_kp);
+    tlens__free(ctx->alloc, ctx->kv_packed);
     tlens__free(ctx->alloc, ctx->mask_buf);
     tlens__free(ctx->alloc, ctx);
 }
@@ -6572,21 +6596,34 @@ static tlens_result tlens__check_tokens(const tlens_ctx *ctx, const int32_t *tok
     return TLENS_OK;
 }
 
-/* Make room for the key/value cache of `batch` sequences of up to n_ctx. */
+/* Make room for the key/value cache of `batch` sequences of up to n_ctx:
+ * keys and values as the layers made them (hook_k, hook_v), and the keys
+ * once more, packed for attention's product (tlens__pack_keys), so that a
+ * new token packs only its own key instead of all the cached ones. */
 static tlens_result tlens__kv_reserve(tlens_ctx *ctx, int batch, tlens_error *err) {
     const tlens_config *c = &ctx->m->cfg;
-    size_t n, bytes;
-    if (ctx->kv_k && ctx->kv_batch == batch) return TLENS_OK;
+    size_t n, bytes, packed_bytes, panels = (size_t)c->n_ctx / TLENS__PANEL + 1;
+    if (ctx->kv_k && ctx->kv_v && ctx->kv_kp && ctx->kv_packed && ctx->kv_batch == batch) return TLENS_OK;
     tlens__free(ctx->alloc, ctx->kv_k);
     tlens__free(ctx->alloc, ctx->kv_v);
-    ctx->kv_k = ctx->kv_v = NULL;
+    tlens__free(ctx->alloc, ctx->kv_kp);
+    tlens__free(ctx->alloc, ctx->kv_packed);
+    ctx->kv_k = ctx->kv_v = ctx->kv_kp = NULL;
+    ctx->kv_packed = NULL;
     if (!tlens__mul_ok((size_t)c->n_layers, (size_t)batch, &n) || !tlens__mul_ok(n, (size_t)c->n_ctx, &n) ||
-        !tlens__mul_ok(n, (size_t)c->d_model, &n) || !tlens__mul_ok(n, sizeof(float), &bytes))
+        !tlens__mul_ok(n, (size_t)c->d_model, &n) || !tlens__mul_ok(n, sizeof(float), &bytes) ||
+        !tlens__mul_ok((size_t)c->n_layers * (size_t)c->n_heads, (size_t)batch, &n) ||
+        !tlens__mul_ok(n, panels * TLENS__PANEL, &n) || !tlens__mul_ok(n, (size_t)c->d_head, &n) ||
+        !tlens__mul_ok(n, sizeof(float), &packed_bytes))
         return tlens__fail(err, TLENS_ERR_NOMEM, "the key/value cache for batch %d does not fit in memory", batch);
     ctx->kv_k = (float *)tlens__alloc(ctx->alloc, bytes);
     ctx->kv_v = (float *)tlens__alloc(ctx->alloc, bytes);
-    if (!ctx->kv_k || !ctx->kv_v)
-        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory: the key/value cache needs 2 x %zu MB", bytes / 1000000);
+    ctx->kv_kp = (float *)tlens__alloc(ctx->alloc, packed_bytes);
+    ctx->kv_packed = (int *)tlens__alloc(ctx->alloc, (size_t)c->n_layers * sizeof(int));
+    if (!ctx->kv_k || !ctx->kv_v || !ctx->kv_kp || !ctx->kv_packed)
+        return tlens__fail(err, TLENS_ERR_NOMEM, "out of memory: the key/value cache needs 2 x %zu + %zu MB",
+                           bytes / 1000000, packed_bytes / 1000000);
+    memset(ctx->kv_packed, 0, (size_t)c->n_layers * sizeof(int));
     ctx->kv_batch = batch;
     ctx->kv_cap = c->n_ctx;
     return TLENS_OK;

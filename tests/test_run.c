@@ -49,6 +49,54 @@ static void test_kv_cache_matches_full_run(void) {
     free(tok);
 }
 
+/* The cache keeps its keys packed for attention and packs only new ones:
+ * after a reset a new sequence must not see the old one's keys, and runs
+ * of any length, across the 32-key panels, must give the logits of one
+ * run of the whole sequence. A random model with a context of 96. */
+static void test_kv_cache_reset_and_chunks(void) {
+    static const int chunks_a[3] = {7, 1, 40}, chunks_b[6] = {33, 1, 30, 1, 1, 9};
+    tlens_config cfg;
+    tlens_model *m = NULL;
+    tlens_ctx *full, *inc;
+    tlens_error err;
+    tlens_run_options ro;
+    int32_t a[48], b[75];
+    int V = 61, i, k, at = 0;
+    float *ref;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.n_layers = 2;
+    cfg.d_model = 32;
+    cfg.n_heads = 4;
+    cfg.d_mlp = 64;
+    cfg.d_vocab = V;
+    cfg.n_ctx = 96;
+    TT_REQUIRE(tlens_init_random(&m, &cfg, NULL, 5, &err) == TLENS_OK);
+    for (i = 0; i < 48; i++) a[i] = (i * 7 + 3) % V;
+    for (i = 0; i < 75; i++) b[i] = (i * 13 + 5) % V;
+    tlens_ctx_new(&full, m, &err);
+    tlens_ctx_new(&inc, m, &err);
+    TT_REQUIRE(tlens_run(full, b, 1, 75, &err) == TLENS_OK);
+    ref = tlens_logits(full)->data;
+    memset(&ro, 0, sizeof ro);
+    ro.use_kv_cache = 1;
+    for (k = 0; k < 3; k++) {
+        TT_REQUIRE(tlens_run_ex(inc, a + at, 1, chunks_a[k], &ro, &err) == TLENS_OK);
+        at += chunks_a[k];
+    }
+    tlens_kv_reset(inc);
+    for (k = 0, at = 0; k < 6; k++) {
+        const float *got;
+        TT_REQUIRE(tlens_run_ex(inc, b + at, 1, chunks_b[k], &ro, &err) == TLENS_OK);
+        got = tlens_logits(inc)->data;
+        for (i = 0; i < chunks_b[k] * V; i++) TT_CHECK_CLOSE(got[i], ref[(size_t)at * (size_t)V + (size_t)i], 1e-4, 1e-4);
+        at += chunks_b[k];
+    }
+    TT_CHECK_INT(tlens_kv_length(inc), 75);
+    tlens_ctx_free(full);
+    tlens_ctx_free(inc);
+    tlens_free(m);
+}
+
 /* A left-padded batch gives each prompt the logits of running it alone. */
 static void test_left_padding_matches_single_runs(void) {
     tlens_model *m = run_load_mid(0);
@@ -371,6 +419,7 @@ static void test_glob(void) {
 
 void tests_run(void) {
     TT_RUN(test_kv_cache_matches_full_run);
+    TT_RUN(test_kv_cache_reset_and_chunks);
     TT_RUN(test_left_padding_matches_single_runs);
     TT_RUN(test_last_logits_only);
     TT_RUN(test_streamed_logits);
