@@ -404,8 +404,11 @@ check-all:
 
 # ---------------------------------------------------------------------------
 # ports-deps: install (as root, Debian 12) every package the targets above
-# need. The default `make` and `make test` need none of them.
+# need. The default `make` and `make test` need none of them. The cross C
+# libraries are named because --no-install-recommends leaves them out, and
+# the cross compilers then read the host's headers.
 PORT_PACKAGES := gcc g++ clang libomp-dev gcc-12-multilib gcc-aarch64-linux-gnu gcc-s390x-linux-gnu \
+    libc6-dev-arm64-cross libc6-dev-s390x-cross \
     qemu-user gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm valgrind
 ports-deps:
 	apt-get update
