@@ -3556,6 +3556,7 @@ static float tlens__load_elem(const void *p, size_t i, tlens_dtype dt) {
 }
 
 static int tlens__min_int(int a, int b) { return a < b ? a : b; }
+static int tlens__max_int(int a, int b) { return a > b ? a : b; }
 static size_t tlens__min_size(size_t a, size_t b) { return a < b ? a : b; }
 
 static int tlens__mat_panels(int N) {
@@ -3646,12 +3647,15 @@ TLENS__ALWAYS_INLINE tlens__vf tlens__load_weights(const void *b, size_t i, tlen
  * 1-2 KB ahead reached ~98%. */
 #define TLENS__PREFETCH_AHEAD 2048
 
-/* Ask for the cache lines of the panel row TLENS__PREFETCH_AHEAD bytes
- * after row element i. The address is computed as an integer because it
- * may lie past the end of W (prefetching it is harmless). */
-TLENS__ALWAYS_INLINE void tlens__prefetch_weights(const void *b, size_t i, tlens_dtype dt) {
-    uintptr_t p = (uintptr_t)b + (uintptr_t)(i * tlens__dtype_size(dt)) + TLENS__PREFETCH_AHEAD;
-    size_t off, row_bytes = TLENS__KCOLS * tlens__dtype_size(dt);
+/* Ask for the cache lines of the row of b that comes as many rows after
+ * row element i as make TLENS__PREFETCH_AHEAD bytes of a packed panel (the
+ * same distance when the rows are further apart, as attention's values
+ * are). The address is computed as an integer because it may lie past the
+ * end of b (prefetching it is harmless). */
+TLENS__ALWAYS_INLINE void tlens__prefetch_weights(const void *b, size_t i, size_t ldb, tlens_dtype dt) {
+    size_t row_bytes = TLENS__KCOLS * tlens__dtype_size(dt), off;
+    size_t ahead = (size_t)TLENS__PREFETCH_AHEAD / row_bytes * ldb; /* in elements */
+    uintptr_t p = (uintptr_t)b + (uintptr_t)((i + ahead) * tlens__dtype_size(dt));
     TLENS__UNROLL
     for (off = 0; off < row_bytes; off += 64) TLENS__PREFETCH((const void *)(p + off));
 }
@@ -3695,7 +3699,7 @@ TLENS__ALWAYS_INLINE void tlens__tile(const int rows, const tlens_dtype dt,
     }
     for (k = 0; k < kc; k++, bi += ldb) {
         tlens__vf w[TLENS__NV];
-        if (rows == 1) tlens__prefetch_weights(b, bi, dt); /* a matrix-vector product */
+        if (rows == 1) tlens__prefetch_weights(b, bi, ldb, dt); /* a matrix-vector product */
         else if ((size_t)k < t->next_lines) TLENS__PREFETCH(t->next + (size_t)k * 64);
         TLENS__UNROLL
         for (v = 0; v < TLENS__NV; v++)
@@ -6222,14 +6226,14 @@ static void tlens__pack_keys(tlens_ctx *ctx, int l, float inv_scale) {
         const float *keys = tlens__keys(ctx, l, bh / H) + (size_t)(bh % H) * (size_t)dh;
         float *dst = base + (size_t)bh * panels * TLENS__PANEL * (size_t)dh;
         int p, d, j;
-        for (p = from / TLENS__PANEL; p * TLENS__PANEL < end; p++)
+        for (p = from / TLENS__PANEL; p * TLENS__PANEL < end; p++) {
+            int k0 = p * TLENS__PANEL, j0 = tlens__max_int(from - k0, 0), j1 = tlens__min_int(NS - k0, TLENS__PANEL);
             for (d = 0; d < dh; d++) {
                 float *row = dst + ((size_t)p * (size_t)dh + (size_t)d) * TLENS__PANEL;
-                for (j = 0; j < TLENS__PANEL; j++) {
-                    int key = p * TLENS__PANEL + j; /* keys past NS: zeros, read but not used */
-                    if (key >= from) row[j] = key < NS ? inv_scale * keys[(size_t)key * D + (size_t)d] : 0.0f;
-                }
+                for (j = j0; j < j1; j++) row[j] = inv_scale * keys[(size_t)(k0 + j) * D + (size_t)d];
+                for (j = j1; j < TLENS__PANEL; j++) row[j] = 0.0f; /* past NS: read, never used */
             }
+        }
     }
 }
 
@@ -6301,8 +6305,11 @@ static int tlens__attention(tlens_ctx *ctx, int l) {
     int blocks = (T + TLENS__ATTN_ROWS - 1) / TLENS__ATTN_ROWS, jobs = B * H * blocks;
     tlens__pack_keys(ctx, l, 1.0f / attn_scale);
     if (!full) {
+        /* Threads once all heads together have enough work: in decoding
+         * (T = 1) the heads are split from ~90 cached tokens on (GPT-2
+         * small), where one thread took a third longer. */
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic) if (jobs > 1 && (double)T * NS * c->d_head >= 65536.0)
+#pragma omp parallel for schedule(dynamic) if (jobs > 1 && (double)B * H * T * NS * c->d_head >= 65536.0)
 #endif
         for (job = 0; job < jobs; job++) {
             int bh = job / blocks, i0 = (job % blocks) * TLENS__ATTN_ROWS, R = T - i0 < TLENS__ATTN_ROWS ? T - i0 : TLENS__ATTN_ROWS;
