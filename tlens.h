@@ -6638,7 +6638,7 @@ static tlens_result tlens__kv_reserve(tlens_ctx *ctx, int batch, tlens_error *er
     ctx->kv_packed = NULL;
     if (!tlens__mul_ok((size_t)c->n_layers, (size_t)batch, &n) || !tlens__mul_ok(n, (size_t)c->n_ctx, &n) ||
         !tlens__mul_ok(n, (size_t)c->d_model, &n) || !tlens__mul_ok(n, sizeof(float), &bytes) ||
-        !tlens__mul_ok((size_t)c->n_layers * (size_t)c->n_heads, (size_t)batch, &n) ||
+        !tlens__mul_ok((size_t)c->n_layers, (size_t)c->n_heads, &n) || !tlens__mul_ok(n, (size_t)batch, &n) ||
         !tlens__mul_ok(n, panels * TLENS__PANEL, &n) || !tlens__mul_ok(n, (size_t)c->d_head, &n) ||
         !tlens__mul_ok(n, sizeof(float), &packed_bytes))
         return tlens__fail(err, TLENS_ERR_NOMEM, "the key/value cache for batch %d does not fit in memory", batch);
