@@ -86,9 +86,11 @@
  *   TLENS_NO_HOOKS       Compile the hook system out (the forward pass then
  *                        only returns logits).
  *   TLENS_STATIC         Make every public function static.
- *   OpenMP               If the compiler enables it (-fopenmp), the matmul and
- *                        attention loops run in parallel; results do not depend
- *                        on the thread count.
+ *   OpenMP               If the compiler enables it (-fopenmp), the matmul,
+ *                        attention and elementwise loops run in parallel;
+ *                        results do not depend on the thread count. The
+ *                        kernels keep blocks of up to 50 KB on each thread's
+ *                        stack (AVX-512; 17 KB with the scalar kernels).
  */
 #ifndef TLENS_H
 #define TLENS_H
@@ -3269,8 +3271,9 @@ static int tlens__json_get(const tlens__json *j, int obj, const char *key) {
  *
  *   The kernel also asks for memory it will need soon (prefetching): a
  *   tile of the first row group asks for the next panel block of the item
- *   (tlens__ask_next_block), and a one-row tile (M = 1) asks for its own
- *   panel 2 KB ahead (TLENS__PREFETCH_AHEAD). Nothing else measured faster.
+ *   (tlens__ask_next_block), and a one-row tile (M = 1) asks for the row
+ *   of its own operand that lies as many rows ahead as make 2 KB of a
+ *   panel (TLENS__PREFETCH_AHEAD). Nothing else measured faster.
  *
  *   Work items are the unit of OpenMP parallelism (dynamic scheduling:
  *   a thread slowed down by other programs takes fewer); a thread computes
@@ -3924,6 +3927,7 @@ static void tlens__matmul_item(const tlens__matmul_job *job, int item) {
                     t.c = job->out + (size_t)(row0 + r0) * t.ldc + (size_t)col;
                     t.bias = job->bias ? job->bias + col : NULL;
                     tlens__tiles(&t, chunk, N - col);
+                    t.next_lines = 0; /* asked for by the panel's first KCOLS columns */
                 }
             }
         }
@@ -6050,10 +6054,9 @@ static int tlens__area_terms(const tlens_ctx *ctx, int B, int T, size_t *BT, siz
     size_t NS = (size_t)ctx->kv_len + (size_t)T, H = (size_t)c->n_heads, panels = NS / TLENS__PANEL + 1;
     if (!tlens__mul_ok((size_t)B, (size_t)T, BT) ||
         !tlens__mul_ok(ctx->optional_hooks ? H : 0, (size_t)c->d_model, per_head) ||
-        !tlens__mul_ok((size_t)B, H, keys) || !tlens__mul_ok(*keys, panels * TLENS__PANEL, keys) ||
+        !tlens__mul_ok(ctx->kv_on ? 0 : (size_t)B, H, keys) || /* the cache keeps its own packed keys */ !tlens__mul_ok(*keys, panels * TLENS__PANEL, keys) ||
         !tlens__mul_ok(*keys, (size_t)c->d_head, keys))
         return 0;
-    if (ctx->kv_on) *keys = 0; /* the cache keeps its keys packed */
     if (!ctx->any_attn_materialized) return tlens__mul_ok((size_t)tlens__threads() * TLENS__ATTN_ROWS, NS, att);
     return tlens__mul_ok((size_t)B, H, att) && tlens__mul_ok(*att, (size_t)T, att) && tlens__mul_ok(*att, NS, att);
 }
