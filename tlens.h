@@ -6207,37 +6207,49 @@ static float *tlens__values(const tlens_ctx *ctx, int l, int b) {
  * q . (k / attn_scale), summed in the same order either way. With the
  * key/value cache the packed keys are kept (kv_kp) and a run packs only its
  * own: repacking every cached key took ~4% of a decoding step at 300
- * tokens of context, and grows with it. */
-static void tlens__pack_keys(tlens_ctx *ctx, int l, float inv_scale) {
-    const tlens_config *c = &ctx->m->cfg;
-    int H = c->n_heads, dh = c->d_head, NS = ctx->kv_len + ctx->T, from = 0, bh;
-    int end = (NS / TLENS__PANEL + 1) * TLENS__PANEL; /* through the last panel */
-    size_t D = (size_t)c->d_model, panels = (size_t)NS / TLENS__PANEL + 1;
-    float *base = ctx->keys_packed;
+ * tokens of context, and grows with it. tlens__keys_to_pack says where
+ * layer l's packed keys are and the first key to pack; a panel's columns
+ * past the last key are zeroed once, when the panel is begun (zeroing
+ * them at every token was a third of a decoding step's attention). */
+static int tlens__keys_to_pack(tlens_ctx *ctx, int l) {
+    int H = ctx->m->cfg.n_heads, dh = ctx->m->cfg.d_head, from = 0;
+    size_t panels = (size_t)(ctx->kv_len + ctx->T) / TLENS__PANEL + 1;
+    ctx->keys_now = ctx->keys_packed;
     if (ctx->kv_on) { /* the cached keys were packed by earlier runs */
         panels = (size_t)ctx->kv_cap / TLENS__PANEL + 1;
-        base = ctx->kv_kp + (size_t)l * (size_t)ctx->B * (size_t)H * panels * TLENS__PANEL * (size_t)dh;
+        ctx->keys_now = ctx->kv_kp + (size_t)l * (size_t)ctx->B * (size_t)H * panels * TLENS__PANEL * (size_t)dh;
         from = tlens__min_int(ctx->kv_packed[l], ctx->kv_len);
-        ctx->kv_packed[l] = NS;
+        ctx->kv_packed[l] = ctx->kv_len + ctx->T;
     }
-    ctx->keys_now = base;
     ctx->keys_panels = panels;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) if (ctx->B * H > 1 && (double)(NS - from) * (double)D >= 65536.0)
-#endif
-    for (bh = 0; bh < ctx->B * H; bh++) {
-        const float *keys = tlens__keys(ctx, l, bh / H) + (size_t)(bh % H) * (size_t)dh;
-        float *dst = base + (size_t)bh * panels * TLENS__PANEL * (size_t)dh;
-        int p, d, j;
-        for (p = from / TLENS__PANEL; p * TLENS__PANEL < end; p++) {
-            int k0 = p * TLENS__PANEL, j0 = tlens__max_int(from - k0, 0), j1 = tlens__min_int(NS - k0, TLENS__PANEL);
-            for (d = 0; d < dh; d++) {
-                float *row = dst + ((size_t)p * (size_t)dh + (size_t)d) * TLENS__PANEL;
-                for (j = j0; j < j1; j++) row[j] = inv_scale * keys[(size_t)(k0 + j) * D + (size_t)d];
-                for (j = j1; j < TLENS__PANEL; j++) row[j] = 0.0f; /* past NS: read, never used */
-            }
+    return from;
+}
+
+/* Keys from .. NS-1 of (batch, head) bh packed into ctx->keys_now. */
+static void tlens__pack_head_keys(const tlens_ctx *ctx, int l, int bh, int from, float inv_scale) {
+    const tlens_config *c = &ctx->m->cfg;
+    int H = c->n_heads, dh = c->d_head, NS = ctx->kv_len + ctx->T, p, d, j;
+    int end = (NS / TLENS__PANEL + 1) * TLENS__PANEL; /* through the last panel */
+    size_t D = (size_t)c->d_model;
+    const float *keys = tlens__keys(ctx, l, bh / H) + (size_t)(bh % H) * (size_t)dh;
+    float *dst = ctx->keys_now + (size_t)bh * ctx->keys_panels * TLENS__PANEL * (size_t)dh;
+    for (p = from / TLENS__PANEL; p * TLENS__PANEL < end; p++) {
+        int k0 = p * TLENS__PANEL, j0 = tlens__max_int(from - k0, 0), j1 = tlens__min_int(NS - k0, TLENS__PANEL);
+        for (d = 0; d < dh; d++) {
+            float *row = dst + ((size_t)p * (size_t)dh + (size_t)d) * TLENS__PANEL;
+            for (j = j0; j < j1; j++) row[j] = inv_scale * keys[(size_t)(k0 + j) * D + (size_t)d];
+            if (j0 == 0) /* past NS: read, never used; zeroed when a panel is begun */
+                for (j = j1; j < TLENS__PANEL; j++) row[j] = 0.0f;
         }
     }
+}
+
+static void tlens__pack_keys(tlens_ctx *ctx, int l, float inv_scale) {
+    int from = tlens__keys_to_pack(ctx, l), bh, BH = ctx->B * ctx->m->cfg.n_heads;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (BH > 1 && (double)(ctx->kv_len + ctx->T - from) * ctx->m->cfg.d_model >= 65536.0)
+#endif
+    for (bh = 0; bh < BH; bh++) tlens__pack_head_keys(ctx, l, bh, from, inv_scale);
 }
 
 /* Keys 0 .. n-1 of (batch b, head h), packed, as a matrix for tlens__matmul. */
@@ -6305,14 +6317,20 @@ static int tlens__attention(tlens_ctx *ctx, int l) {
     int full = ctx->points[p_scores].active || ctx->points[p_scores + 1].active;
     float attn_scale = sqrtf((float)c->d_head) * (c->scale_attn_by_inverse_layer_idx ? (float)(l + 1) : 1.0f);
     size_t block = (size_t)T * (size_t)NS;
-    int blocks = (T + TLENS__ATTN_ROWS - 1) / TLENS__ATTN_ROWS, jobs = B * H * blocks;
-    tlens__pack_keys(ctx, l, 1.0f / attn_scale);
+    int blocks = (T + TLENS__ATTN_ROWS - 1) / TLENS__ATTN_ROWS, jobs = B * H * blocks, from = 0;
+    /* With one block of rows per head (decoding, short prompts) each job
+     * packs its own head's new keys; otherwise all are packed first. */
+    int pack_in_job = !full && blocks == 1;
+    if (pack_in_job) from = tlens__keys_to_pack(ctx, l);
+    else tlens__pack_keys(ctx, l, 1.0f / attn_scale);
     if (!full) {
-        /* Threads once all heads together have enough work: in decoding
-         * (T = 1) the heads are split from ~90 cached tokens on (GPT-2
-         * small), where one thread took a third longer. */
+        /* Threads once all heads together read enough keys and values: in
+         * decoding they come from memory (the weights streamed through the
+         * caches since the last token), and two threads' requests overlap.
+         * From 17 cached tokens (GPT-2 small) a token's attention took
+         * 0.5 ms on two threads against 0.7 on one. */
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic) if (jobs > 1 && (double)B * H * T * NS * c->d_head >= 65536.0)
+#pragma omp parallel for schedule(dynamic) if (jobs > 1 && (double)B * H * T * NS * c->d_head >= 8192.0)
 #endif
         for (job = 0; job < jobs; job++) {
             int bh = job / blocks, i0 = (job % blocks) * TLENS__ATTN_ROWS, R = T - i0 < TLENS__ATTN_ROWS ? T - i0 : TLENS__ATTN_ROWS;
@@ -6322,6 +6340,7 @@ static int tlens__attention(tlens_ctx *ctx, int l) {
 #else
             float *S = ctx->att;
 #endif
+            if (pack_in_job) tlens__pack_head_keys(ctx, l, bh, from, 1.0f / attn_scale);
             tlens__attn_scores(ctx, bh / H, bh % H, i0, R, S, 0);
             tlens__attn_softmax(ctx, i0, R, S, n, 0);
             tlens__attn_z(ctx, l, bh / H, bh % H, i0, R, S, n, 0);

@@ -52,8 +52,11 @@ static void test_kv_cache_matches_full_run(void) {
 /* The cache keeps its keys packed for attention and packs only new ones:
  * after a reset a new sequence must not see the old one's keys, and runs
  * of any length, across the 32-key panels, must give the logits of one
- * run of the whole sequence. A random model with a context of 96. */
-static void test_kv_cache_reset_and_chunks(void) {
+ * run of the whole sequence. Random models with a context of 96: a
+ * narrow one, whose short runs stay on one thread, and a wider one (8
+ * heads of 32) whose one-token runs split the heads, each packing its
+ * own new keys, over the threads. */
+static void kv_chunks_check(int d_model, int n_heads) {
     static const int chunks_a[3] = {7, 1, 40}, chunks_b[6] = {33, 1, 30, 1, 1, 9};
     tlens_config cfg;
     tlens_model *m = NULL;
@@ -65,9 +68,9 @@ static void test_kv_cache_reset_and_chunks(void) {
     float *ref;
     memset(&cfg, 0, sizeof cfg);
     cfg.n_layers = 2;
-    cfg.d_model = 32;
-    cfg.n_heads = 4;
-    cfg.d_mlp = 64;
+    cfg.d_model = d_model;
+    cfg.n_heads = n_heads;
+    cfg.d_mlp = 2 * d_model;
     cfg.d_vocab = V;
     cfg.n_ctx = 96;
     TT_REQUIRE(tlens_init_random(&m, &cfg, NULL, 5, &err) == TLENS_OK);
@@ -95,6 +98,11 @@ static void test_kv_cache_reset_and_chunks(void) {
     tlens_ctx_free(full);
     tlens_ctx_free(inc);
     tlens_free(m);
+}
+
+static void test_kv_cache_reset_and_chunks(void) {
+    kv_chunks_check(32, 4);
+    kv_chunks_check(256, 8);
 }
 
 /* A left-padded batch gives each prompt the logits of running it alone. */
