@@ -6,6 +6,8 @@
  * prints, for each (K, N) of GPT-2 small and M = 1, 16, 128, 1024,
  *   matmul_gflops M=<M> K=<K> N=<N> <GFLOP/s>      (median of several runs;
  *                                                    "best": the fastest run)
+ * timing what the forward pass does: the activations put into strips
+ * (tlens__interleave_rows), then the product.
  * and, for M = 1, the weight bytes read per second (matvec_gbps; these
  * matrices but the last fit in the L3 cache, so this is faster than
  * memory). Then attention's products (scores_gflops, gemm_nn_gflops; best
@@ -62,11 +64,14 @@ typedef struct bench_case {
     int M, K, N;
     const float *a, *w_rowmajor, *bias;
     tlens__mat w;
-    float *out;
+    float *out, *strips;
 } bench_case;
 
+/* As the forward pass does it: the activations are put into strips, then
+ * multiplied (a single row is read in place). */
 static void bench_run_tlens(const bench_case *c) {
-    tlens__matmul(c->out, c->a, &c->w, c->bias, c->M);
+    if (c->M > 1) tlens__interleave_rows(c->strips, c->a, (size_t)c->K, c->M, c->K);
+    tlens__matmul_rows(c->out, c->a, c->K, c->M > 1 ? c->strips : NULL, &c->w, 0, c->K, c->bias, c->M);
 }
 
 #ifdef TLENS_BENCH_OPENBLAS
@@ -242,6 +247,7 @@ int main(int argc, char **argv) {
             a = bench_random((size_t)c.M * (size_t)c.K);
             c.a = a;
             c.out = (float *)malloc((size_t)c.M * (size_t)c.N * sizeof(float));
+            c.strips = (float *)malloc(((size_t)c.M + TLENS__MR) * (size_t)c.K * sizeof(float));
             flops = 2.0 * c.M * c.K * c.N;
             bench_pause();
             secs = bench_time(bench_run_tlens, &c);
@@ -262,6 +268,7 @@ int main(int argc, char **argv) {
             fflush(stdout);
             free(a);
             free(c.out);
+            free(c.strips);
         }
         free(packed);
         free(w);

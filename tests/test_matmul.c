@@ -60,16 +60,31 @@ static int tmm__close(float got, float want, float magnitude) {
     return d <= 1e-5 * (double)magnitude + 1e-30;
 }
 
-/* Compare tlens__matmul with tlens__matmul_ref on one shape. */
+/* a (M, K; row stride lda) in MR-row strips, as the forward pass gives
+ * them to the kernel; free the result. */
+static float *tmm__strips(const float *a, size_t lda, int M, int K) {
+    size_t n = (size_t)((M + TLENS__MR - 1) / TLENS__MR) * TLENS__MR * (size_t)K;
+    float *strips = tmm__filled(n, 12345.0f); /* the last strip's missing rows: never read */
+    tlens__interleave_rows(strips, a, lda, M, K);
+    return strips;
+}
+
+/* Compare tlens__matmul with tlens__matmul_ref on one shape, reading the
+ * activations in place and from strips; the two give the same bits. */
 static void tmm__check_matmul(int M, int K, int N, tlens_dtype dt, int with_bias) {
     tlens__mat w = tmm__random_mat(K, N, dt);
     float *a = tmm__random((size_t)M * (size_t)K);
     float *bias = with_bias ? tmm__random((size_t)N) : NULL;
     float *got = tmm__filled((size_t)M * (size_t)N, -999.0f);
     float *want = tmm__filled((size_t)M * (size_t)N, 999.0f);
+    float *from_strips = tmm__filled((size_t)M * (size_t)N, -99.0f), *strips = tmm__strips(a, (size_t)K, M, K);
     int i, k, n, bad = 0;
     tlens__matmul(got, a, &w, bias, M);
     tlens__matmul_ref(want, a, &w, bias, M);
+    tlens__matmul_rows(from_strips, a, K, strips, &w, 0, K, bias, M);
+    if (memcmp(from_strips, got, (size_t)M * (size_t)N * sizeof(float)) != 0)
+        tt_fail_line(__FILE__, __LINE__, "matmul M=%d K=%d N=%d dtype=%d bias=%d: strips differ from rows in place",
+                     M, K, N, (int)dt, with_bias);
     for (i = 0; i < M && bad < 3; i++)
         for (n = 0; n < N && bad < 3; n++) {
             size_t o = (size_t)i * (size_t)N + (size_t)n;
@@ -88,6 +103,8 @@ static void tmm__check_matmul(int M, int K, int N, tlens_dtype dt, int with_bias
     free(bias);
     free(got);
     free(want);
+    free(from_strips);
+    free(strips);
 }
 
 /* Awkward shapes: 1, primes, around the vector width, the panel width (32),
@@ -222,7 +239,10 @@ static void test_matmul_rows_of_w(void) {
     for (c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         int M = cases[c][0], k0 = cases[c][1], kn = cases[c][2], lda = cases[c][3], i, k, n, bad = 0;
         float *a = tmm__random(tmm__n(M, lda)), *out = tmm__filled(tmm__n(M, N), 5.0f);
-        tlens__matmul_rows(out, a, lda, &w, k0, kn, bias, M);
+        float *strips = tmm__strips(a, (size_t)lda, M, kn), *out2 = tmm__filled(tmm__n(M, N), 6.0f);
+        tlens__matmul_rows(out, a, lda, NULL, &w, k0, kn, bias, M);
+        tlens__matmul_rows(out2, a, lda, strips, &w, k0, kn, bias, M);
+        TT_CHECK(memcmp(out, out2, tmm__n(M, N) * sizeof(float)) == 0);
         for (i = 0; i < M; i++)
             for (n = 0; n < N; n++) {
                 float want = bias[n], mag = (float)fabs(bias[n]);
@@ -236,6 +256,8 @@ static void test_matmul_rows_of_w(void) {
         TT_CHECK_INT(bad, 0);
         free(a);
         free(out);
+        free(out2);
+        free(strips);
     }
     free((void *)w.data);
     free(bias);
