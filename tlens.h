@@ -3931,13 +3931,12 @@ static void tlens__matmul_item(const tlens__matmul_job *job, int item) {
         t.resume = k0 > 0;
         for (r0 = 0; r0 < rows; r0 += group) {
             int chunk = tlens__min_int(group, rows - r0);
-            t.a = job->a + (size_t)(row0 + r0) * job->lda + (size_t)k0;
             t.lda = job->lda;
-            t.a_strip = 0;
-            if (job->strips && rows > 1) { /* rows row0 + r0 .. start a strip */
-                t.a_strip = (size_t)job->k_count * TLENS__MR;
+            t.a_strip = job->strips ? (size_t)job->k_count * TLENS__MR : 0;
+            if (job->strips) /* row0 + r0 starts a strip */
                 t.a = job->strips + (size_t)((row0 + r0) / TLENS__MR) * t.a_strip + (size_t)k0 * TLENS__MR;
-            }
+            else
+                t.a = job->a + (size_t)(row0 + r0) * job->lda + (size_t)k0;
             if (pack) {
                 tlens__pack_rows(packed, t.a, t.lda, chunk, t.kc);
                 t.a = packed;
@@ -3964,7 +3963,7 @@ static void tlens__matmul_item(const tlens__matmul_job *job, int item) {
  * k_count) + bias (may be NULL): a product with some of W's rows, such as
  * one attention head's part of W_O. out must not overlap a. `strips`, when
  * not NULL, holds a's rows in strips (tlens__interleave_rows), which the
- * kernel then reads instead of a. */
+ * kernel then reads instead of a when M > 1. */
 static void tlens__matmul_rows(float *out, const float *a, int lda, const float *strips, const tlens__mat *w,
                                int k_begin, int k_count, const float *bias, int M) {
     tlens__matmul_job job;

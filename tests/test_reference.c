@@ -43,8 +43,25 @@ static void ref_compare(const tu_tensor *ref, const tlens_tensor *got, ref_worst
     w->failed += bad != 0;
 }
 
+/* The logits of a plain run (no hook, nothing cached), which takes paths
+ * a cached run does not (attention by blocks of query rows, each over the
+ * keys it can see), against the reference. */
+static void ref_check_plain_logits(const tlens_model *model, const int32_t *tokens, int rows, int cols,
+                                   const tu_file *ref, ref_worst *w, const char *label) {
+    tlens_ctx *ctx;
+    tlens_error err;
+    int i;
+    TT_REQUIRE(tlens_ctx_new(&ctx, model, &err) == TLENS_OK);
+    if (tlens_run(ctx, tokens, rows, cols, &err) != TLENS_OK)
+        tt_fail_line(__FILE__, __LINE__, "%s: plain run failed: %s", label, err.message);
+    else
+        for (i = 0; i < ref->n; i++)
+            if (strcmp(ref->t[i].name, "logits") == 0) ref_compare(&ref->t[i], tlens_logits(ctx), w, label);
+    tlens_ctx_free(ctx);
+}
+
 /* Run `model` on the case's tokens with every hook point cached and compare
- * each against the reference file. */
+ * each against the reference file; then the logits of a plain run. */
 static void ref_check_model(const tlens_model *model, const char *case_name, const char *mode, const char *source) {
     char path[256], label[128];
     int rows, cols, i;
@@ -82,6 +99,7 @@ static void ref_check_model(const tlens_model *model, const char *case_name, con
                 tt_fail_line(__FILE__, __LINE__, "%s: hook point %s is not in the reference", label, name);
             }
         }
+        ref_check_plain_logits(model, tokens, rows, cols, &ref, &w, label);
         printf("  %-32s %3d tensors, worst |a-b| %.2e (%s)\n", label, w.compared, w.diff, w.name);
     }
     tlens_ctx_free(ctx);
