@@ -4008,8 +4008,9 @@ static void tlens__matmul_rows(float *out, const float *a, int lda, const float 
 }
 
 /* out (M, N) = a (M, K) @ W + bias (may be NULL); a and out row-major
- * contiguous, not overlapping. */
-static void tlens__matmul(float *out, const float *a, const tlens__mat *w, const float *bias, int M) {
+ * contiguous, not overlapping. (The forward pass goes through strips:
+ * tlens__linear.) */
+TLENS__MAYBE_UNUSED static void tlens__matmul(float *out, const float *a, const tlens__mat *w, const float *bias, int M) {
     tlens__matmul_rows(out, a, w->K, NULL, w, 0, w->K, bias, M);
 }
 
