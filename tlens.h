@@ -3906,10 +3906,11 @@ static void tlens__ask_next_block(tlens__tile_args *t, const tlens__matmul_job *
     t->next_lines = (size_t)kc * TLENS__PANEL * esize / 64;
 }
 
-/* One work item: its rows x its panels, over the whole K range. Normally
- * each panel's KC-step block is read once into the L1 cache and serves all
- * the item's row tiles (rows read in place, from the L2). When the rows
- * crowd an L1 set (tlens__rows_crowd_l1), they are instead copied,
+/* One work item: its rows x its panels, over the whole K range. Each
+ * panel's KC-step block is read once into the L1 cache and serves all the
+ * item's row tiles, whose activations come from the L2: from the job's
+ * strips, or read in place. When rows read in place crowd an L1 set
+ * (tlens__rows_crowd_l1), they are instead copied,
  * TLENS__PACK_ROWS at a time and once per KC block, to the stack and used
  * for all the panels. */
 static void tlens__matmul_item(const tlens__matmul_job *job, int item) {
@@ -6108,7 +6109,8 @@ static int tlens__area_terms(const tlens_ctx *ctx, int B, int T, size_t *BT, siz
     size_t NS = (size_t)ctx->kv_len + (size_t)T, H = (size_t)c->n_heads, panels = NS / TLENS__PANEL + 1;
     if (!tlens__mul_ok((size_t)B, (size_t)T, BT) ||
         !tlens__mul_ok(ctx->optional_hooks ? H : 0, (size_t)c->d_model, per_head) ||
-        !tlens__mul_ok(ctx->kv_on ? 0 : (size_t)B, H, keys) || /* the cache keeps its own packed keys */ !tlens__mul_ok(*keys, panels * TLENS__PANEL, keys) ||
+        /* the keys packed for this run (the cache keeps its own, kv_kp) */
+        !tlens__mul_ok(ctx->kv_on ? 0 : (size_t)B, H, keys) || !tlens__mul_ok(*keys, panels * TLENS__PANEL, keys) ||
         !tlens__mul_ok(*keys, (size_t)c->d_head, keys))
         return 0;
     if (!ctx->any_attn_materialized) return tlens__mul_ok((size_t)tlens__threads() * TLENS__ATTN_ROWS, NS, att);
@@ -6493,10 +6495,10 @@ static void tlens__qkv_per_head(tlens_ctx *ctx, int l) {
     }
 }
 
-/* dst += src, n floats: the residual stream's additions. */
-/* dst += src, element by element; split over the threads in blocks when
- * long (the residual stream at T = 1024 is 3 MB: the additions were 1 %
- * of the pass on one thread). The same sums however it is split. */
+/* dst += src, n floats (the residual stream's additions), element by
+ * element; split over the threads in blocks when long (the residual stream
+ * at T = 1024 is 3 MB: the additions were 1 % of the pass on one thread).
+ * The same sums however it is split. */
 static void tlens__add(float *dst, const float *src, size_t n) {
     enum { BLOCK = 16384 };
     long b, blocks = (long)((n + BLOCK - 1) / BLOCK);
